@@ -69,11 +69,16 @@ class Batch:
             return {k: v.to(device, non_blocking=True) for k, v in d.items()}
 
         return Batch(
-            move(self.inputs), move(self.targets), move(self.target_mask),
-            move(self.modality_mask), move(self.lengths),
+            move(self.inputs),
+            move(self.targets),
+            move(self.target_mask),
+            move(self.modality_mask),
+            move(self.lengths),
         )
 
-    def with_inputs(self, inputs: dict[str, Tensor], lengths: dict[str, Tensor] | None = None) -> Batch:
+    def with_inputs(
+        self, inputs: dict[str, Tensor], lengths: dict[str, Tensor] | None = None
+    ) -> Batch:
         """A copy with new inputs (an augmented view); labels and masks are shared."""
         return replace(self, inputs=inputs, lengths=self.lengths if lengths is None else lengths)
 
@@ -128,3 +133,23 @@ class TensorData:
             inputs[k] = x
         targets = {k: v[index] for k, v in self.targets.items()} if with_targets else {}
         return Batch(inputs, targets, lengths=lengths)
+
+
+def cat_batches(batches: list[Batch]) -> Batch:
+    """Stack batches along rows (one forward pass for several views); pads variable-length axes."""
+    first = batches[0]
+
+    def stack(name: str, key: str) -> Tensor:
+        parts = [getattr(b, name)[key] for b in batches]
+        if name == "inputs" and key in first.lengths:
+            width = max(p.shape[-1] for p in parts)
+            parts = [torch.nn.functional.pad(p, (0, width - p.shape[-1])) for p in parts]
+        return torch.cat(parts)
+
+    fields = {}
+    for name in ("inputs", "targets", "target_mask", "modality_mask", "lengths"):
+        keys = [set(getattr(b, name)) for b in batches]
+        if any(k != keys[0] for k in keys):
+            raise ShapeError(f"cannot concatenate batches whose {name} keys differ: {keys}")
+        fields[name] = {k: stack(name, k) for k in getattr(first, name)}
+    return Batch(**fields)

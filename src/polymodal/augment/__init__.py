@@ -18,3 +18,10 @@ from polymodal.registry import Registry
 
 AugmentOp = Callable[..., tuple[Tensor, Tensor | None]]
 AUGMENTATIONS: Registry[tuple[Tensor, Tensor | None]] = Registry("augmentation")
+
+# Importing the op modules registers their ops; they import AUGMENTATIONS from here, so these
+# imports must stay below the registry definition.
+from polymodal.augment import audio, image  # noqa: E402, F401
+from polymodal.augment.pipeline import Pipeline  # noqa: E402
+
+__all__ = ["AUGMENTATIONS", "AugmentOp", "Pipeline"]

@@ -1,0 +1,41 @@
+"""Named views of a batch: ``clean``, ``weak`` and ``strong`` pipelines per modality.
+
+Training methods ask for views by name (UDA: weak labeled, clean and strong unlabeled; FixMatch:
+weak and strong) and never touch augmentation details; the config decides what each view does.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from polymodal.augment.pipeline import Pipeline
+from polymodal.batch import Batch
+from polymodal.errors import ConfigError
+
+VIEW_NAMES = ("clean", "weak", "strong")
+
+
+class Views:
+    def __init__(self, specs: dict[str, dict[str, list[dict]]], modalities: dict[str, str]):
+        unknown = sorted(set(specs) - set(modalities))
+        if unknown:
+            raise ConfigError(
+                f"augment.{unknown[0]}: the dataset has no modality '{unknown[0]}'; "
+                f"it has: {', '.join(modalities)}"
+            )
+        self.pipelines = {}
+        for m in modalities:
+            for v in VIEW_NAMES:
+                try:
+                    self.pipelines[(m, v)] = Pipeline(specs.get(m, {}).get(v, []))
+                except ConfigError as e:
+                    raise ConfigError(f"augment.{m}.{v}: {e}") from None
+
+    def __call__(self, batch: Batch, view: str, generator: torch.Generator) -> Batch:
+        inputs, lengths = dict(batch.inputs), dict(batch.lengths)
+        for m, x in batch.inputs.items():
+            x, new_len = self.pipelines[(m, view)](x, generator, lengths.get(m))
+            inputs[m] = x
+            if new_len is not None:
+                lengths[m] = new_len
+        return batch.with_inputs(inputs, lengths)

@@ -1,0 +1,175 @@
+"""Run configuration: YAML + dotted ``--set`` overrides, validated into typed objects.
+
+Every bad value becomes one `ConfigError` line naming the dotted key and what is allowed, e.g.
+``train.stepz: unknown key; allowed: steps, lr, ...`` or ``method='foo': allowed: 'supervised', 'uda'``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal, get_args, get_origin
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from polymodal.errors import ConfigError
+
+Method = Literal["supervised", "uda"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(_Strict):
+    name: str = "mnist"
+    root: str | None = None  # default: $POLYMODAL_DATA
+    tasks: list[str] | None = None  # default: every task of the dataset
+    labels_per_class: int | None = Field(None, gt=0)  # None: every training label is used
+    batch_size: int = Field(64, gt=0)  # labeled examples per step
+    unlabeled_ratio: int = Field(7, gt=0)  # μ: unlabeled batch = μ × labeled batch
+    eval_batch_size: int = Field(1000, gt=0)
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        from polymodal.data import DATASETS
+
+        if v not in DATASETS:
+            raise ValueError(f"unknown dataset; available: {', '.join(DATASETS.names())}")
+        return v
+
+
+class Views(_Strict):
+    """Augmentation pipelines per view: lists of ``{op: name, **params}``."""
+
+    clean: list[dict[str, Any]] = []  # the un-augmented view (feature extraction only)
+    weak: list[dict[str, Any]] = []  # labeled examples
+    strong: list[dict[str, Any]] = []  # the consistency target's augmented copy
+
+
+class ModelConfig(_Strict):
+    # modality -> {name: encoder, **kwargs}
+    encoders: dict[str, dict[str, Any]] = {"image": {"name": "cnn28"}}
+    head_dropout: float = Field(0.0, ge=0.0, lt=1.0)
+
+
+class TrainConfig(_Strict):
+    steps: int = Field(1000, gt=0)
+    lr: float = Field(0.03, gt=0)
+    optimizer: Literal["sgd", "adamw"] = "sgd"
+    momentum: float = Field(0.9, ge=0.0, lt=1.0)
+    weight_decay: float = Field(5e-4, ge=0.0)
+    schedule: Literal["cosine", "linear", "constant"] = "cosine"
+    warmup_steps: int = Field(0, ge=0)
+    ema: float | None = Field(None, ge=0.0, lt=1.0)  # EMA decay of weights used for evaluation
+    eval_every: int = Field(500, gt=0)
+    checkpoint_every: int = Field(500, gt=0)
+    log_every: int = Field(50, gt=0)
+    device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
+    precision: Literal["fp32", "bf16"] = "fp32"
+    deterministic: bool = False
+    threads: int | None = Field(None, gt=0)  # CPU threads; None: torch's default
+
+
+class UDAConfig(_Strict):
+    weight: float = Field(1.0, ge=0.0)  # λ
+    temperature: float = Field(0.4, gt=0.0)  # τ: sharpening of the clean target
+    confidence: float | None = Field(0.8, ge=0.0, lt=1.0)  # β; None disables the mask
+    tsa: Literal["none", "linear", "log", "exp"] = "linear"
+
+
+class Config(_Strict):
+    seed: int = Field(0, ge=0)
+    method: Method = "supervised"
+    data: DataConfig = DataConfig()
+    augment: dict[str, Views] = {}  # modality -> views
+    model: ModelConfig = ModelConfig()
+    train: TrainConfig = TrainConfig()
+    uda: UDAConfig = UDAConfig()
+
+
+def _allowed(loc: tuple[Any, ...]) -> list[str]:
+    """Field names allowed at the config location ``loc`` (for unknown-key messages)."""
+    model: Any = Config
+    parts = list(loc[:-1])
+    while parts and model is not None:
+        field = model.model_fields.get(str(parts.pop(0)))
+        ann = field.annotation if field else None
+        args = get_args(ann)
+        if get_origin(ann) is dict and args and isinstance(args[1], type):
+            parts = parts[1:]  # skip the free-form key (a modality name)
+            ann = args[1]
+        model = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
+    return list(model.model_fields) if model is not None and not parts else []
+
+
+def format_validation_error(err: ValidationError) -> str:
+    e = err.errors()[0]
+    key = ".".join(str(p) for p in e["loc"])
+    if e["type"] == "extra_forbidden":
+        allowed = _allowed(tuple(e["loc"]))
+        return f"{key}: unknown key; allowed: {', '.join(allowed)}"
+    msg = e["msg"].removeprefix("Value error, ")
+    return f"{key}={e.get('input')!r}: {msg}"
+
+
+def parse_set(items: list[str]) -> dict[str, Any]:
+    """``['train.steps=10', 'method=uda']`` -> nested dict; values parsed as YAML scalars."""
+    out: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"--set '{item}': expected KEY=VALUE, e.g. --set train.steps=100")
+        key, raw = item.split("=", 1)
+        try:
+            value = yaml.safe_load(raw) if raw else None
+        except yaml.YAMLError:
+            value = raw
+        node = out
+        parts = key.strip().split(".")
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set '{item}': '{p}' is set to a value and used as a section")
+        node[parts[-1]] = value
+    return out
+
+
+def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file '{path}' does not exist")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"config file '{path}'{where}: not valid YAML") from None
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"config file '{path}' must hold a mapping of keys, not {type(data).__name__}"
+        )
+    return data
+
+
+def build_config(raw: dict[str, Any]) -> Config:
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as e:
+        raise ConfigError(format_validation_error(e)) from None
+
+
+def load_config(path: str | Path | None, sets: list[str] | tuple[str, ...] = ()) -> Config:
+    raw = read_yaml(path) if path is not None else {}
+    return build_config(merge(raw, parse_set(list(sets))))
+
+
+def to_dict(cfg: Config) -> dict[str, Any]:
+    return cfg.model_dump(mode="json")

@@ -1,0 +1,56 @@
+"""`cnn28`: a small VGG-style CNN for 1x28x28 images (MNIST and friends).
+
+Sized (~160k parameters at the defaults) to reach about 99% on MNIST while training in minutes on
+two CPU cores; global average pooling keeps the head tiny and makes it size-agnostic.
+"""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from polymodal.errors import ShapeError
+from polymodal.models import ENCODERS
+
+
+def _conv_bn_relu(cin: int, cout: int) -> list[nn.Module]:
+    # No conv bias: the BatchNorm that follows has its own shift.
+    return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU()]
+
+
+class CNN28(nn.Module):
+    """conv-conv-pool (w), conv-conv-pool (2w), conv (4w) + global average pool, Linear+ReLU."""
+
+    stage_names: tuple[str, ...] = ("stage1", "stage2", "stage3", "out")
+
+    def __init__(
+        self, in_channels: int = 1, width: int = 32, out_dim: int = 128, dropout: float = 0.0
+    ) -> None:
+        super().__init__()
+        w = width
+        self.in_channels = in_channels
+        self.out_dim = out_dim
+        self.stage1 = nn.Sequential(*_conv_bn_relu(in_channels, w), *_conv_bn_relu(w, w))
+        self.stage2 = nn.Sequential(*_conv_bn_relu(w, 2 * w), *_conv_bn_relu(2 * w, 2 * w))
+        self.stage3 = nn.Sequential(*_conv_bn_relu(2 * w, 4 * w))
+        self.pool = nn.MaxPool2d(2)
+        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(4 * w, out_dim), nn.ReLU())
+
+    def forward_stages(self, x: Tensor, lengths: Tensor | None = None) -> dict[str, Tensor]:
+        """Named hidden stages in order; ``lengths`` is ignored (images have no padding)."""
+        if x.ndim != 4 or x.shape[1] != self.in_channels:
+            raise ShapeError(
+                f"cnn28 expects images (B, {self.in_channels}, H, W), got {tuple(x.shape)}"
+            )
+        # Images arrive in [0, 1]; centring them here keeps the data pipeline model-agnostic.
+        s1 = self.pool(self.stage1(x - 0.5))
+        s2 = self.pool(self.stage2(s1))
+        s3 = self.stage3(s2).mean(dim=(2, 3))
+        return {"stage1": s1, "stage2": s2, "stage3": s3, "out": self.head(s3)}
+
+    def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
+        return self.forward_stages(x, lengths)["out"]
+
+
+@ENCODERS.register("cnn28")
+def cnn28(in_channels: int = 1, width: int = 32, out_dim: int = 128, dropout: float = 0.0) -> CNN28:
+    return CNN28(in_channels=in_channels, width=width, out_dim=out_dim, dropout=dropout)
