@@ -44,9 +44,7 @@ def test_fsdd_official_split(data_root):
     )
     assert set(test_pairs.values()) == {5}
     lengths = fsdd.train.lengths["audio"]
-    assert (
-        lengths.min() >= 0.1435 * 8000 and lengths.max() <= 2.2835 * 8000
-    )  # SOURCE.md: 0.144-2.283 s
+    assert lengths.min() >= 0.1435 * 8000 and lengths.max() <= 2.2835 * 8000  # SOURCE.md: 0.144-2.283 s
     audio = fsdd.train.inputs["audio"]
     assert audio.abs().max() <= 1.0
     row = int(lengths.argmin())

@@ -29,9 +29,7 @@ from polymodal.ssl import METHODS, tsa_cross_entropy, tsa_threshold, uda_consist
 )
 def test_tsa_threshold_closed_form(schedule, progress, alpha):
     k = 10
-    assert tsa_threshold(schedule, progress, k) == pytest.approx(
-        alpha * (1 - 1 / k) + 1 / k, abs=1e-12
-    )
+    assert tsa_threshold(schedule, progress, k) == pytest.approx(alpha * (1 - 1 / k) + 1 / k, abs=1e-12)
 
 
 def test_tsa_threshold_literals():
@@ -83,22 +81,17 @@ AUG = [[0.0, 0.0], [1.0, 0.0]]
 
 def test_uda_consistency_value_and_kl_direction():
     got = uda_consistency(torch.tensor(CLEAN), torch.tensor(AUG), temperature=1.0, confidence=None)
-    want = (
-        _kl(_softmax(CLEAN[0]), _softmax(AUG[0])) + _kl(_softmax(CLEAN[1]), _softmax(AUG[1]))
-    ) / 2
+    want = (_kl(_softmax(CLEAN[0]), _softmax(AUG[0])) + _kl(_softmax(CLEAN[1]), _softmax(AUG[1]))) / 2
     assert got.item() == pytest.approx(want, abs=1e-6)
     assert got.item() == pytest.approx(0.2239655, abs=1e-5)
-    reverse = (
-        _kl(_softmax(AUG[0]), _softmax(CLEAN[0])) + _kl(_softmax(AUG[1]), _softmax(CLEAN[1]))
-    ) / 2
+    reverse = (_kl(_softmax(AUG[0]), _softmax(CLEAN[0])) + _kl(_softmax(AUG[1]), _softmax(CLEAN[1]))) / 2
     assert abs(got.item() - reverse) > 1e-2  # KL(clean || aug), not the other way round
 
 
 def test_uda_temperature_sharpens_target():
     got = uda_consistency(torch.tensor(CLEAN), torch.tensor(AUG), temperature=0.5, confidence=None)
     want = (
-        _kl(_softmax(CLEAN[0], 0.5), _softmax(AUG[0]))
-        + _kl(_softmax(CLEAN[1], 0.5), _softmax(AUG[1]))
+        _kl(_softmax(CLEAN[0], 0.5), _softmax(AUG[0])) + _kl(_softmax(CLEAN[1], 0.5), _softmax(AUG[1]))
     ) / 2
     assert got.item() == pytest.approx(want, abs=1e-6)
     assert got.item() == pytest.approx(0.3615845, abs=1e-5)
@@ -156,9 +149,7 @@ def _uda_loss(**uda):
     x = torch.rand(6, 1, 4, 4)
     lab = Batch({"image": x[:2]}, {"class": torch.tensor([0, 1])})
     unl = Batch({"image": x[2:]})
-    loss, logs = METHODS.get("uda")(
-        model, lab, unl, views, 0.5, cfg, torch.Generator().manual_seed(1)
-    )
+    loss, logs = METHODS.get("uda")(model, lab, unl, views, 0.5, cfg, torch.Generator().manual_seed(1))
     return loss.item(), logs
 
 

@@ -76,9 +76,7 @@ class Batch:
             move(self.lengths),
         )
 
-    def with_inputs(
-        self, inputs: dict[str, Tensor], lengths: dict[str, Tensor] | None = None
-    ) -> Batch:
+    def with_inputs(self, inputs: dict[str, Tensor], lengths: dict[str, Tensor] | None = None) -> Batch:
         """A copy with new inputs (an augmented view); labels and masks are shared."""
         return replace(self, inputs=inputs, lengths=self.lengths if lengths is None else lengths)
 

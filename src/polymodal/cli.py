@@ -40,9 +40,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         cfg = load_config(args.config, args.set)
         run_dir = Path(args.out) if args.out else _default_out(args.config)
         if (run_dir / "checkpoint.pt").exists():
-            raise PolymodalError(
-                f"'{run_dir}' already holds a run; resume it with --resume {run_dir}"
-            )
+            raise PolymodalError(f"'{run_dir}' already holds a run; resume it with --resume {run_dir}")
     train(cfg, run_dir, resume=bool(args.resume), quiet=args.quiet)
     print(run_dir)
     return 0
@@ -112,9 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     dl.add_argument("--data-root", help=root_help)
     dl.set_defaults(fn=cmd_data_list)
 
-    m = sub.add_parser(
-        "demo", help="supervised vs UDA on 10 labels per class of MNIST (CPU, ~2 min)"
-    )
+    m = sub.add_parser("demo", help="supervised vs UDA on 10 labels per class of MNIST (CPU, ~2 min)")
     m.add_argument("--out", default="runs/demo", help="folder for the runs and demo.json")
     m.add_argument("--data-root", help=root_help)
     m.add_argument("--steps", type=int, default=None, help="training steps per method")

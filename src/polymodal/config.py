@@ -153,9 +153,7 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
         where = f" line {mark.line + 1}" if mark else ""
         raise ConfigError(f"config file '{path}'{where}: not valid YAML") from None
     if not isinstance(data, dict):
-        raise ConfigError(
-            f"config file '{path}' must hold a mapping of keys, not {type(data).__name__}"
-        )
+        raise ConfigError(f"config file '{path}' must hold a mapping of keys, not {type(data).__name__}")
     return data
 
 

@@ -30,9 +30,7 @@ class Registry(Generic[T]):
 
     def get(self, name: str) -> Callable[..., T]:
         if name not in self._items:
-            raise ConfigError(
-                f"unknown {self.kind} '{name}'; available: {', '.join(sorted(self._items))}"
-            )
+            raise ConfigError(f"unknown {self.kind} '{name}'; available: {', '.join(sorted(self._items))}")
         return self._items[name]
 
     def create(self, name: str, **kwargs: object) -> T:

@@ -65,9 +65,7 @@ def mel_filterbank(
     if not 0.0 <= f_min < f_max:
         raise ValueError(f"need 0 <= f_min < f_max, got f_min={f_min}, f_max={f_max}")
     dev = torch.device("cpu") if device is None else torch.device(device)
-    return _cached_filterbank(
-        int(n_freqs), int(n_mels), int(sample_rate), float(f_min), f_max, dev, dtype
-    )
+    return _cached_filterbank(int(n_freqs), int(n_mels), int(sample_rate), float(f_min), f_max, dev, dtype)
 
 
 def log_mel_spectrogram(
@@ -95,13 +93,9 @@ def log_mel_spectrogram(
     # Padding by hand (then center=False) is identical to center=True and lets us pick the mode.
     x = F.pad(x.unsqueeze(1), (pad, pad), mode=mode).squeeze(1)
     window = torch.hann_window(n_fft, periodic=True, device=x.device, dtype=x.dtype)
-    spec = torch.stft(
-        x, n_fft, hop_length=hop_length, window=window, center=False, return_complex=True
-    )
+    spec = torch.stft(x, n_fft, hop_length=hop_length, window=window, center=False, return_complex=True)
     power = spec.real.square() + spec.imag.square()  # (B, n_freqs, frames)
-    fb = mel_filterbank(
-        n_fft // 2 + 1, n_mels, sample_rate, f_min, f_max, device=x.device, dtype=x.dtype
-    )
+    fb = mel_filterbank(n_fft // 2 + 1, n_mels, sample_rate, f_min, f_max, device=x.device, dtype=x.dtype)
     mel = torch.matmul(fb.T, power)  # (B, n_mels, frames)
     out = torch.log(mel + LOG_EPS)
     return out.squeeze(0) if squeeze else out

@@ -18,9 +18,7 @@ from polymodal.augment import AUGMENTATIONS
 
 def _check_image(x: Tensor, op: str) -> None:
     if x.dim() != 4 or not x.is_floating_point():
-        raise ValueError(
-            f"{op}: expected a float image batch (B, C, H, W), got {x.dtype} {tuple(x.shape)}"
-        )
+        raise ValueError(f"{op}: expected a float image batch (B, C, H, W), got {x.dtype} {tuple(x.shape)}")
 
 
 def _uniform(n: int, lo: float, hi: float, x: Tensor, generator: torch.Generator | None) -> Tensor:

@@ -40,9 +40,7 @@ class Pipeline:
         self.steps: list[tuple[str, AugmentOp, dict[str, Any]]] = []
         for i, spec in enumerate(specs):
             if not isinstance(spec, Mapping) or "op" not in spec:
-                raise ConfigError(
-                    f"augmentation #{i} must be a mapping with an 'op' key, got {spec!r}"
-                )
+                raise ConfigError(f"augmentation #{i} must be a mapping with an 'op' key, got {spec!r}")
             name = str(spec["op"])
             op = AUGMENTATIONS.get(name)  # ConfigError listing the available ops
             allowed = op_params(op)

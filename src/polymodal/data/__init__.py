@@ -109,9 +109,7 @@ def label_split(targets: torch.Tensor, labels_per_class: int, seed: int) -> torc
 
 def save_split(path: Path, labeled: torch.Tensor, labels_per_class: int | None, seed: int) -> None:
     path.write_text(
-        json.dumps(
-            {"labels_per_class": labels_per_class, "seed": seed, "labeled": labeled.tolist()}
-        )
+        json.dumps({"labels_per_class": labels_per_class, "seed": seed, "labeled": labeled.tolist()})
     )
 
 

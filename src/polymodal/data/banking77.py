@@ -35,9 +35,7 @@ def read_rows(path: Path) -> list[tuple[str, str]]:
     with open(path, newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f)
         if reader.fieldnames != ["text", "category"]:
-            raise DataError(
-                f"'{path}' has columns {reader.fieldnames}; expected ['text', 'category']"
-            )
+            raise DataError(f"'{path}' has columns {reader.fieldnames}; expected ['text', 'category']")
         return [(r["text"], r["category"]) for r in reader]
 
 
@@ -47,9 +45,7 @@ def build_vocab(texts: list[str], min_count: int = 1) -> list[str]:
     return ["<pad>", "<unk>", *words]
 
 
-def encode(
-    texts: list[str], vocab: list[str], max_len: int = 64
-) -> tuple[torch.Tensor, torch.Tensor]:
+def encode(texts: list[str], vocab: list[str], max_len: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
     index = {w: i for i, w in enumerate(vocab)}
     ids = [[index.get(w, UNK) for w in tokenize(t)][:max_len] or [UNK] for t in texts]
     lengths = torch.tensor([len(x) for x in ids])

@@ -22,9 +22,7 @@ def resolve_root(root: str | os.PathLike[str] | None) -> Path:
     if root is None:
         root = os.environ.get(ENV_VAR)
         if not root:
-            raise DataError(
-                f"no data root given: pass --data-root / --set data.root=PATH or set {ENV_VAR}"
-            )
+            raise DataError(f"no data root given: pass --data-root / --set data.root=PATH or set {ENV_VAR}")
     path = Path(root).expanduser()
     if not path.is_dir():
         raise DataError(f"data root '{path}' is not a directory")
@@ -60,9 +58,7 @@ def verify(folder: Path, expected: dict[str, str]) -> None:
             raise DataError(f"missing data file '{path}' (expected sha256 {digest[:12]}…)")
         got = sha256(path)
         if got != digest:
-            raise DataError(
-                f"corrupt data file '{path}': sha256 {got[:12]}… but expected {digest[:12]}…"
-            )
+            raise DataError(f"corrupt data file '{path}': sha256 {got[:12]}… but expected {digest[:12]}…")
 
 
 def dataset_dir(root: Path, name: str, folder: str) -> Path:

@@ -48,9 +48,7 @@ def read_idx(path: Path, magic: int) -> np.ndarray:
     return body.reshape(dims)
 
 
-def load_idx_folder(
-    folder: Path, split: str, builtin_sums: dict[str, str] | None = None
-) -> TensorData:
+def load_idx_folder(folder: Path, split: str, builtin_sums: dict[str, str] | None = None) -> TensorData:
     """One split as ``TensorData(inputs={'image': uint8 (N,1,28,28)}, targets={'class': int64})``."""
     names = [FILES[(split, "images")], FILES[(split, "labels")]]
     sums = builtin_sums if builtin_sums is not None else read_sums(folder)

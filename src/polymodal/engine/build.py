@@ -37,8 +37,7 @@ def build_data(cfg: Config, run_dir: Path | None, device: torch.device) -> RunDa
     bad = [t for t in names if t not in bundle.tasks]
     if bad:
         raise ConfigError(
-            f"data.tasks: '{bad[0]}' is not a task of {bundle.name}; "
-            f"allowed: {', '.join(bundle.tasks)}"
+            f"data.tasks: '{bad[0]}' is not a task of {bundle.name}; allowed: {', '.join(bundle.tasks)}"
         )
     tasks = {t: bundle.tasks[t] for t in names}
     keep = lambda d: TensorData(d.inputs, {t: d.targets[t] for t in tasks}, d.lengths)  # noqa: E731
@@ -53,9 +52,7 @@ def build_data(cfg: Config, run_dir: Path | None, device: torch.device) -> RunDa
             if split_file is not None:
                 save_split(split_file, index, cfg.data.labels_per_class, cfg.seed)
         labeled = train.subset(index)
-    unlabeled = (
-        TensorData(train.inputs, {}, train.lengths) if cfg.method in NEEDS_UNLABELED else None
-    )
+    unlabeled = TensorData(train.inputs, {}, train.lengths) if cfg.method in NEEDS_UNLABELED else None
     return RunData(bundle, tasks, labeled, unlabeled, test)
 
 

@@ -19,9 +19,7 @@ def evaluate_run(run_dir: Path, data_root: str | None = None) -> dict[str, dict[
     views = Views({m: v.model_dump() for m, v in cfg.augment.items()}, data.bundle.modalities)
     model = build_model(cfg, data, views, device)
     if state.get("ema") is not None:
-        ema_state = {
-            k.removeprefix("module."): v for k, v in state["ema"].items() if k != "n_averaged"
-        }
+        ema_state = {k.removeprefix("module."): v for k, v in state["ema"].items() if k != "n_averaged"}
         model.load_state_dict(ema_state)
     else:
         model.load_state_dict(state["model"])

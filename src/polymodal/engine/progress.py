@@ -36,8 +36,7 @@ class Progress:
         eta = (self.total - step) / rate if rate > 0 else 0.0
         vals = " ".join(f"{k} {v:.4g}" for k, v in values.items())
         print(
-            f"{self.name}step {step}/{self.total} | {vals} | {rate:.1f} step/s | "
-            f"ETA {fmt_seconds(eta)}",
+            f"{self.name}step {step}/{self.total} | {vals} | {rate:.1f} step/s | ETA {fmt_seconds(eta)}",
             file=self.stream,
             flush=True,
         )

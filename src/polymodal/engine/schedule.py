@@ -35,7 +35,5 @@ def lr_factor(step: int, cfg: TrainConfig) -> float:
     return 1.0
 
 
-def build_scheduler(
-    opt: torch.optim.Optimizer, cfg: TrainConfig
-) -> torch.optim.lr_scheduler.LambdaLR:
+def build_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig) -> torch.optim.lr_scheduler.LambdaLR:
     return torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg))

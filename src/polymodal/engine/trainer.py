@@ -46,9 +46,7 @@ class EpochSampler:
     def __call__(self, step: int) -> torch.Tensor:
         pos = torch.arange(step * self.batch, (step + 1) * self.batch)
         epochs, offsets = pos // self.n, pos % self.n
-        parts = [
-            self._perm(int(e))[offsets[epochs == e].to(self.device)] for e in torch.unique(epochs)
-        ]
+        parts = [self._perm(int(e))[offsets[epochs == e].to(self.device)] for e in torch.unique(epochs)]
         return torch.cat(parts)
 
 
@@ -67,9 +65,7 @@ def evaluate(
     correct: dict[str, torch.Tensor] = {}
     g = torch.Generator(device).manual_seed(0)
     for start in range(0, len(data), batch_size):
-        batch = views(
-            data.batch(torch.arange(start, min(start + batch_size, len(data)))), "clean", g
-        )
+        batch = views(data.batch(torch.arange(start, min(start + batch_size, len(data)))), "clean", g)
         with autocast(device, precision):
             logits = model(batch)
         for task, z in logits.items():
@@ -77,8 +73,7 @@ def evaluate(
             correct[task] = correct.get(task, 0) + hit
     model.train(was_training)
     return {
-        t: {"accuracy": c.item() / len(data), "error": 1 - c.item() / len(data)}
-        for t, c in correct.items()
+        t: {"accuracy": c.item() / len(data), "error": 1 - c.item() / len(data)} for t, c in correct.items()
     }
 
 
@@ -184,9 +179,7 @@ def train(cfg: Config, run_dir: Path, resume: bool = False, quiet: bool = False)
     for step in range(start, tc.steps):
         g = step_generator(cfg.seed, step, device)
         labeled = data.labeled.batch(lab_sampler(step))
-        unlabeled = (
-            data.unlabeled.batch(unl_sampler(step), with_targets=False) if unl_sampler else None
-        )
+        unlabeled = data.unlabeled.batch(unl_sampler(step), with_targets=False) if unl_sampler else None
         with autocast(device, tc.precision):
             loss, logs = objective(model, labeled, unlabeled, views, step / tc.steps, cfg, g)
         opt.zero_grad(set_to_none=True)
@@ -216,9 +209,7 @@ def train(cfg: Config, run_dir: Path, resume: bool = False, quiet: bool = False)
             )
         if done % tc.eval_every == 0 and done != tc.steps:
             check_finite(done)
-            res = evaluate(
-                eval_model(), data.test, views, cfg.data.eval_batch_size, device, tc.precision
-            )
+            res = evaluate(eval_model(), data.test, views, cfg.data.eval_batch_size, device, tc.precision)
             _append_jsonl(metrics_path, {"step": done, "test": res})
             progress.note(
                 f"eval step {done}: "

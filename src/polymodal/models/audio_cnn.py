@@ -31,17 +31,13 @@ class AudioCNN(nn.Module):
 
     stage_names: tuple[str, ...] = ("stage1", "stage2", "stage3", "pool", "out")
 
-    def __init__(
-        self, n_mels: int = 40, width: int = 16, out_dim: int = 128, dropout: float = 0.0
-    ) -> None:
+    def __init__(self, n_mels: int = 40, width: int = 16, out_dim: int = 128, dropout: float = 0.0) -> None:
         super().__init__()
         self.n_mels = n_mels
         self.out_dim = out_dim
         widths = (1, width, 2 * width, 4 * width)
         self.blocks = nn.ModuleList(
-            nn.Sequential(
-                nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU()
-            )
+            nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU())
             for cin, cout in zip(widths[:-1], widths[1:], strict=True)
         )
         self.pool = nn.MaxPool2d(2, ceil_mode=True)
@@ -59,9 +55,7 @@ class AudioCNN(nn.Module):
     def forward_stages(self, x: Tensor, lengths: Tensor | None = None) -> dict[str, Tensor]:
         """Named hidden stages in order; ``lengths`` (B,) counts the valid frames (None: all)."""
         if x.ndim != 3 or x.shape[1] != self.n_mels:
-            raise ShapeError(
-                f"audio_cnn expects log-mel (B, {self.n_mels}, frames), got {tuple(x.shape)}"
-            )
+            raise ShapeError(f"audio_cnn expects log-mel (B, {self.n_mels}, frames), got {tuple(x.shape)}")
         lengths = self._lengths(x, lengths)
         if x.shape[-1] < MIN_FRAMES:
             x = F.pad(x, (0, MIN_FRAMES - x.shape[-1]))
@@ -92,7 +86,5 @@ class AudioCNN(nn.Module):
 
 
 @ENCODERS.register("audio_cnn")
-def audio_cnn(
-    n_mels: int = 40, width: int = 16, out_dim: int = 128, dropout: float = 0.0
-) -> AudioCNN:
+def audio_cnn(n_mels: int = 40, width: int = 16, out_dim: int = 128, dropout: float = 0.0) -> AudioCNN:
     return AudioCNN(n_mels=n_mels, width=width, out_dim=out_dim, dropout=dropout)

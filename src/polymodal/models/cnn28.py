@@ -38,9 +38,7 @@ class CNN28(nn.Module):
     def forward_stages(self, x: Tensor, lengths: Tensor | None = None) -> dict[str, Tensor]:
         """Named hidden stages in order; ``lengths`` is ignored (images have no padding)."""
         if x.ndim != 4 or x.shape[1] != self.in_channels:
-            raise ShapeError(
-                f"cnn28 expects images (B, {self.in_channels}, H, W), got {tuple(x.shape)}"
-            )
+            raise ShapeError(f"cnn28 expects images (B, {self.in_channels}, H, W), got {tuple(x.shape)}")
         # Images arrive in [0, 1]; centring them here keeps the data pipeline model-agnostic.
         s1 = self.pool(self.stage1(x - 0.5))
         s2 = self.pool(self.stage2(s1))

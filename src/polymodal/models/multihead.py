@@ -19,10 +19,7 @@ class MultiHeadModel(nn.Module):
         self.encoders = nn.ModuleDict(encoders)
         self.feature_dim = sum(int(e.out_dim) for e in encoders.values())
         self.heads = nn.ModuleDict(
-            {
-                t: nn.Sequential(nn.Dropout(dropout), nn.Linear(self.feature_dim, k))
-                for t, k in tasks.items()
-            }
+            {t: nn.Sequential(nn.Dropout(dropout), nn.Linear(self.feature_dim, k)) for t, k in tasks.items()}
         )
 
     def features(self, batch: Batch) -> Tensor:
@@ -30,8 +27,7 @@ class MultiHeadModel(nn.Module):
         for modality, encoder in self.encoders.items():
             if modality not in batch.inputs:
                 raise ShapeError(
-                    f"the model has an encoder for '{modality}' but the batch only has "
-                    f"{sorted(batch.inputs)}"
+                    f"the model has an encoder for '{modality}' but the batch only has {sorted(batch.inputs)}"
                 )
             f = encoder(batch.inputs[modality], batch.lengths.get(modality))
             present = batch.modality_mask[modality].to(f.dtype)[:, None]

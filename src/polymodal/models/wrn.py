@@ -37,9 +37,7 @@ class _Block(nn.Module):
         self.conv1 = nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False)
         self.conv2 = nn.Conv2d(cout, cout, 3, padding=1, bias=False)
         self.shortcut = (
-            nn.Conv2d(cin, cout, 1, stride=stride, bias=False)
-            if cin != cout or stride != 1
-            else None
+            nn.Conv2d(cin, cout, 1, stride=stride, bias=False) if cin != cout or stride != 1 else None
         )
         self.activate_before_residual = activate_before_residual
         self.dropout = dropout
@@ -57,9 +55,7 @@ class WideResNet(nn.Module):
 
     stage_names: tuple[str, ...] = ("stem", "block1", "block2", "block3", "pool", "out")
 
-    def __init__(
-        self, depth: int = 28, widen: int = 2, in_channels: int = 3, dropout: float = 0.0
-    ) -> None:
+    def __init__(self, depth: int = 28, widen: int = 2, in_channels: int = 3, dropout: float = 0.0) -> None:
         super().__init__()
         if not isinstance(depth, int) or depth < 10 or (depth - 4) % 6 != 0:
             raise ConfigError(
@@ -94,9 +90,7 @@ class WideResNet(nn.Module):
     def forward_stages(self, x: Tensor, lengths: Tensor | None = None) -> dict[str, Tensor]:
         """Named hidden stages in order; ``lengths`` is ignored (images have no padding)."""
         if x.ndim != 4 or x.shape[1] != self.in_channels:
-            raise ShapeError(
-                f"wrn expects images (B, {self.in_channels}, H, W), got {tuple(x.shape)}"
-            )
+            raise ShapeError(f"wrn expects images (B, {self.in_channels}, H, W), got {tuple(x.shape)}")
         stages = {"stem": self.stem(x * 2.0 - 1.0)}  # [0, 1] -> [-1, 1], as the reference
         h = stages["stem"]
         for i, group in enumerate(self.groups, start=1):

@@ -29,15 +29,11 @@ METHODS: Registry[tuple[Tensor, Logs]] = Registry("method")
 NEEDS_UNLABELED = {"uda"}
 
 
-def supervised_terms(
-    logits: dict[str, Tensor], batch: Batch, threshold: Callable[[int], float | None]
-):
+def supervised_terms(logits: dict[str, Tensor], batch: Batch, threshold: Callable[[int], float | None]):
     """Sum over tasks of (TSA-)masked cross-entropy; also the fraction of labeled rows kept."""
     loss, kept = 0.0, []
     for task, z in logits.items():
-        ce, keep = tsa_cross_entropy(
-            z, batch.targets[task], threshold(z.shape[-1]), batch.target_mask[task]
-        )
+        ce, keep = tsa_cross_entropy(z, batch.targets[task], threshold(z.shape[-1]), batch.target_mask[task])
         loss = loss + ce
         kept.append(keep.float().mean())
     return loss, torch.stack(kept).mean()
@@ -84,8 +80,7 @@ def uda(
 
     sup, kept = supervised_terms({t: z[:n] for t, z in logits.items()}, labeled, threshold)
     unsup = sum(
-        uda_consistency(clean_logits[t], z[n:], u.temperature, u.confidence)
-        for t, z in logits.items()
+        uda_consistency(clean_logits[t], z[n:], u.temperature, u.confidence) for t, z in logits.items()
     )
     loss = sup + u.weight * unsup
     return loss, {"sup": sup.detach(), "unsup": unsup.detach(), "tsa_kept": kept}
