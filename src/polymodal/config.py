@@ -165,8 +165,13 @@ def build_config(raw: dict[str, Any]) -> Config:
 
 
 def load_config(path: str | Path | None, sets: list[str] | tuple[str, ...] = ()) -> Config:
-    raw = read_yaml(path) if path is not None else {}
-    return build_config(merge(raw, parse_set(list(sets))))
+    """YAML (missing keys take defaults), then ``--set`` overrides applied on top of the full config.
+
+    Overriding the full config lets ``--set model.encoders.image.width=8`` change one option of a
+    default or YAML-given encoder without restating its name.
+    """
+    base = build_config(read_yaml(path) if path is not None else {})
+    return build_config(merge(to_dict(base), parse_set(list(sets))))
 
 
 def to_dict(cfg: Config) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from polymodal.augment.views import Views
 from polymodal.batch import TensorData
 from polymodal.config import Config
 from polymodal.data import DataBundle, label_split, load_dataset, load_split, save_split
-from polymodal.errors import ConfigError, PolymodalError, ShapeError
+from polymodal.errors import ConfigError, ShapeError
 from polymodal.models import create_encoder
 from polymodal.models.multihead import MultiHeadModel
 from polymodal.ssl import NEEDS_UNLABELED
@@ -72,17 +72,16 @@ def build_model(cfg: Config, data: RunData, views: Views, device: torch.device) 
     model = MultiHeadModel(encoders, data.tasks, cfg.model.head_dropout).to(device)
     probe = views(data.test.batch(torch.arange(2)), "clean", torch.Generator(device).manual_seed(0))
     model.eval()
+    shapes = {m: tuple(x.shape) for m, x in probe.inputs.items()}
     try:
         with torch.no_grad():
             model(probe)
-    except PolymodalError:
-        raise
+    except ShapeError as e:
+        raise ShapeError(f"model.encoders vs data {shapes}: {e}") from None
     except (RuntimeError, ValueError) as e:
-        shapes = {m: tuple(x.shape) for m, x in probe.inputs.items()}
-        first = str(e).splitlines()[0]
+        names = {m: s["name"] for m, s in cfg.model.encoders.items()}
         raise ShapeError(
-            f"encoders {dict((m, s['name']) for m, s in cfg.model.encoders.items())} "
-            f"cannot read inputs of shape {shapes}: {first}"
+            f"encoders {names} cannot read inputs of shape {shapes}: {str(e).splitlines()[0]}"
         ) from None
     model.train()
     return model

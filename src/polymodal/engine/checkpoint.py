@@ -42,4 +42,5 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any unpickling failure means the same thing to a user
-        raise PolymodalError(f"cannot load checkpoint '{path}': {type(e).__name__}: {e}") from None
+        first = (str(e).strip().splitlines() or [""])[0]
+        raise PolymodalError(f"cannot load checkpoint '{path}': {type(e).__name__}: {first}") from None

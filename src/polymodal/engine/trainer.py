@@ -118,6 +118,7 @@ def train(cfg: Config, run_dir: Path, resume: bool = False, quiet: bool = False)
     metrics_path, ckpt_path = run_dir / "metrics.jsonl", run_dir / CHECKPOINT
 
     start, elapsed = 0, 0.0
+    sums: dict[str, torch.Tensor] = {}  # running sums of logged values since the last log line
     if resume:
         state = load_checkpoint(ckpt_path)
         model.load_state_dict(state["model"])
@@ -126,6 +127,7 @@ def train(cfg: Config, run_dir: Path, resume: bool = False, quiet: bool = False)
         if ema is not None:
             ema.load_state_dict(state["ema"])
         start, elapsed = state["step"], state["elapsed"]
+        sums = {k: torch.tensor(v, device=device) for k, v in state["log_sums"].items()}
         _truncate_metrics(metrics_path, start)
     else:
         metrics_path.unlink(missing_ok=True)
@@ -148,7 +150,6 @@ def train(cfg: Config, run_dir: Path, resume: bool = False, quiet: bool = False)
         f"{len(data.unlabeled) if data.unlabeled is not None else 0} unlabeled, "
         f"{len(data.test)} test | device {device} {tc.precision} | run dir {run_dir}"
     )
-    sums: dict[str, torch.Tensor] = {}
     first_bad = torch.tensor(-1, device=device)
     t0 = time.perf_counter()
 
@@ -172,6 +173,7 @@ def train(cfg: Config, run_dir: Path, resume: bool = False, quiet: bool = False)
                 "optimizer": opt.state_dict(),
                 "scheduler": sched.state_dict(),
                 "ema": ema.state_dict() if ema is not None else None,
+                "log_sums": {k: float(v) for k, v in sums.items()},
             },
             ckpt_path,
         )
