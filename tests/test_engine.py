@@ -108,9 +108,14 @@ def test_resume_after_sigkill_matches_uninterrupted_run(data_root, tmp_path):
     assert resumed["test"] == full["test"]
     a, b = _final_weights(tmp_path / "full"), _final_weights(killed)
     assert all(torch.equal(a[k], b[k]) for k in a)
-    losses = lambda run: [
-        r["loss"] for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines()) if "loss" in r
-    ]  # noqa: E731
+
+    def losses(run):
+        return [
+            r["loss"]
+            for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())
+            if "loss" in r
+        ]  # noqa: E731
+
     assert losses(killed) == losses(tmp_path / "full")
 
 
