@@ -1,0 +1,57 @@
+"""Helpers shared by benchmark scripts: run configs in parallel processes, describe the machine."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def machine() -> str:
+    cpu = f"{os.cpu_count()} CPU cores ({platform.machine()})"
+    if torch.cuda.is_available():
+        return f"{torch.cuda.get_device_name(0)}, {cpu}, torch {torch.__version__}"
+    return f"{cpu}, no GPU, torch {torch.__version__}"
+
+
+def run_all(jobs: list[tuple[Path, str, list[str]]], parallel: int) -> dict[Path, dict]:
+    """Run ``polymodal train CONFIG --set ... --out RUN`` for each job, ``parallel`` at a time."""
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    pending, running, results = list(jobs), [], {}
+    while pending or running:
+        while pending and len(running) < parallel:
+            run, config, sets = pending.pop(0)
+            args = [sys.executable, "-m", "polymodal.cli", "train", config, "--out", str(run), "--quiet"]
+            for s in sets:
+                args += ["--set", s]
+            run.parent.mkdir(parents=True, exist_ok=True)
+            log = open(run.parent / f"{run.name}.log", "w")  # noqa: SIM115 - closed when the job ends
+            running.append((run, subprocess.Popen(args, env=env, stdout=log, stderr=log), log, time.time()))
+            print(f"started {run.name}", flush=True)
+        for item in list(running):
+            run, proc, log, t0 = item
+            if proc.poll() is not None:
+                log.close()
+                running.remove(item)
+                if proc.returncode != 0:
+                    raise SystemExit(f"{run} failed; see {run.parent / (run.name + '.log')}")
+                results[run] = json.loads((run / "summary.json").read_text())
+                print(f"finished {run.name} in {time.time() - t0:.0f}s: "
+                      f"test error {100 * results[run]['test_error']:.2f}%", flush=True)
+        time.sleep(0.5)
+    return results
+
+
+def mean_std(values: list[float]) -> str:
+    if len(values) == 1:
+        return f"{values[0]:.2f}"
+    return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}"
