@@ -45,8 +45,11 @@ def run_all(jobs: list[tuple[Path, str, list[str]]], parallel: int) -> dict[Path
                 if proc.returncode != 0:
                     raise SystemExit(f"{run} failed; see {run.parent / (run.name + '.log')}")
                 results[run] = json.loads((run / "summary.json").read_text())
-                print(f"finished {run.name} in {time.time() - t0:.0f}s: "
-                      f"test error {100 * results[run]['test_error']:.2f}%", flush=True)
+                print(
+                    f"finished {run.name} in {time.time() - t0:.0f}s: "
+                    f"test error {100 * results[run]['test_error']:.2f}%",
+                    flush=True,
+                )
         time.sleep(0.5)
     return results
 

@@ -37,7 +37,11 @@ def main() -> None:
     if args.steps:
         common.append(f"train.steps={args.steps}")
     jobs = [
-        (Path(args.runs) / f"{method}-seed{seed}", str(REPO / CONFIG), [*common, f"method={method}", f"seed={seed}"])
+        (
+            Path(args.runs) / f"{method}-seed{seed}",
+            str(REPO / CONFIG),
+            [*common, f"method={method}", f"seed={seed}"],
+        )
         for method in ("uda", "supervised")
         for seed in args.seeds
     ]
@@ -49,11 +53,18 @@ def main() -> None:
     for method in ("supervised", "uda"):
         runs = [results[run] for run, _, sets in jobs if f"method={method}" in sets]
         errors = [100 * r["test_error"] for r in runs]
-        data[method] = {"errors": errors, "mean": statistics.mean(errors), "steps": runs[0]["steps"],
-                        "seconds": [r["seconds"] for r in runs], "labels": runs[0]["labeled_examples"]}
-        rows.append(f"| {method} | {runs[0]['labeled_examples']} | {mean_std(errors)} | "
-                    f"{', '.join(f'{e:.2f}' for e in errors)} | {runs[0]['steps']} | "
-                    f"{statistics.mean(r['seconds'] for r in runs):.0f} |")
+        data[method] = {
+            "errors": errors,
+            "mean": statistics.mean(errors),
+            "steps": runs[0]["steps"],
+            "seconds": [r["seconds"] for r in runs],
+            "labels": runs[0]["labeled_examples"],
+        }
+        rows.append(
+            f"| {method} | {runs[0]['labeled_examples']} | {mean_std(errors)} | "
+            f"{', '.join(f'{e:.2f}' for e in errors)} | {runs[0]['steps']} | "
+            f"{statistics.mean(r['seconds'] for r in runs):.0f} |"
+        )
     ok_abs = data["uda"]["mean"] <= 3.0
     ok_rel = data["uda"]["mean"] <= data["supervised"]["mean"] / 2
     lines = [
