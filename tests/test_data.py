@@ -76,26 +76,20 @@ def test_label_split_is_seeded_balanced_and_saved(mnist, tmp_path):
         label_split(torch.tensor([0, 0, 1]), 2, seed=0)
 
 
-def test_unlabeled_pool_excludes_test(mnist, tmp_path):
+def test_unlabeled_pool_excludes_test(data_root, tmp_path):
     from polymodal.config import build_config
     from polymodal.engine.build import build_data
 
     cfg = build_config(
         {
             "method": "uda",
-            "data": {"name": "mnist", "root": str(mnist_root(mnist)), "labels_per_class": 1},
+            "data": {"name": "mnist", "root": str(data_root), "labels_per_class": 1},
         }
     )
     data = build_data(cfg, tmp_path, torch.device("cpu"))
     assert len(data.unlabeled) == 60000 and data.unlabeled.targets == {}
     assert data.unlabeled.inputs["image"].data_ptr() != data.test.inputs["image"].data_ptr()
     assert (tmp_path / "split.json").is_file()
-
-
-def mnist_root(_):
-    from tests.conftest import DATA_ROOT
-
-    return DATA_ROOT
 
 
 def test_corrupt_and_missing_files_name_the_file(data_root, tmp_path):

@@ -123,8 +123,8 @@ def test_nan_loss_stops_with_clear_message_and_keeps_last_good_checkpoint(data_r
     real = objectives.METHODS.get("supervised")
 
     def poisoned(model, labeled, unlabeled, views, progress, cfg, generator):
-        loss, logs = real(model, labeled, unlabeled, views, progress, cfg, generator)
-        return (loss * float("nan") if progress >= 0.5 else loss), logs
+        losses, logs = real(model, labeled, unlabeled, views, progress, cfg, generator)
+        return {t: v * float("nan") if progress >= 0.5 else v for t, v in losses.items()}, logs
 
     monkeypatch.setitem(objectives.METHODS._items, "supervised", poisoned)
     raw = tiny(

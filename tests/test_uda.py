@@ -149,8 +149,9 @@ def _uda_loss(**uda):
     x = torch.rand(6, 1, 4, 4)
     lab = Batch({"image": x[:2]}, {"class": torch.tensor([0, 1])})
     unl = Batch({"image": x[2:]})
-    loss, logs = METHODS.get("uda")(model, lab, unl, views, 0.5, cfg, torch.Generator().manual_seed(1))
-    return loss.item(), logs
+    losses, logs = METHODS.get("uda")(model, lab, unl, views, 0.5, cfg, torch.Generator().manual_seed(1))
+    assert set(losses) == {"class"}
+    return losses["class"].item(), logs
 
 
 def test_uda_objective_uses_lambda_tau_beta():

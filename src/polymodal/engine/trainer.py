@@ -25,6 +25,7 @@ from polymodal.engine.progress import Progress
 from polymodal.engine.runtime import autocast, select_device, set_determinism, step_generator
 from polymodal.engine.schedule import build_optimizer, build_scheduler
 from polymodal.errors import ConfigError, TrainingDiverged
+from polymodal.mtl import BALANCERS
 from polymodal.ssl import METHODS
 
 CHECKPOINT = "checkpoint.pt"
@@ -107,7 +108,9 @@ def train(cfg: Config, run_dir: Path, resume: bool = False, quiet: bool = False)
     data = build_data(cfg, run_dir, device)
     views = Views({m: v.model_dump() for m, v in cfg.augment.items()}, data.bundle.modalities)
     model = build_model(cfg, data, views, device)
-    opt, sched = build_optimizer(model, tc), None
+    balancer = BALANCERS.create("equal").to(device)
+    shared = [p for name, p in model.named_parameters() if not name.startswith("heads.")]
+    opt = build_optimizer(nn.ModuleList([model, balancer]), tc)
     sched = build_scheduler(opt, tc)
     ema = (
         AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(tc.ema), use_buffers=True)
@@ -124,6 +127,7 @@ def train(cfg: Config, run_dir: Path, resume: bool = False, quiet: bool = False)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
+        balancer.load_state_dict(state["balancer"])
         if ema is not None:
             ema.load_state_dict(state["ema"])
         start, elapsed = state["step"], state["elapsed"]
@@ -172,6 +176,7 @@ def train(cfg: Config, run_dir: Path, resume: bool = False, quiet: bool = False)
                 "model": model.state_dict(),
                 "optimizer": opt.state_dict(),
                 "scheduler": sched.state_dict(),
+                "balancer": balancer.state_dict(),
                 "ema": ema.state_dict() if ema is not None else None,
                 "log_sums": {k: float(v) for k, v in sums.items()},
             },
@@ -183,15 +188,15 @@ def train(cfg: Config, run_dir: Path, resume: bool = False, quiet: bool = False)
         labeled = data.labeled.batch(lab_sampler(step))
         unlabeled = data.unlabeled.batch(unl_sampler(step), with_targets=False) if unl_sampler else None
         with autocast(device, tc.precision):
-            loss, logs = objective(model, labeled, unlabeled, views, step / tc.steps, cfg, g)
+            losses, logs = objective(model, labeled, unlabeled, views, step / tc.steps, cfg, g)
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        loss = balancer.backward(losses, shared, step)
         opt.step()
         sched.step()
         if ema is not None:
             ema.update_parameters(model)
-        first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss.detach()), step, first_bad)
-        for k, v in {"loss": loss.detach(), **logs}.items():
+        first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss), step, first_bad)
+        for k, v in {"loss": loss, **logs}.items():
             sums[k] = sums.get(k, 0) + v.float()
         done = step + 1
         if done % tc.log_every == 0 or done == tc.steps:

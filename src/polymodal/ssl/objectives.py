@@ -1,7 +1,9 @@
-"""Training methods as plain loss functions: (model, batches, views, progress) -> (loss, logs).
+"""Training methods as plain loss functions.
 
-A method builds the views it needs, runs the model and returns a scalar loss plus detached values
-to log. The engine owns everything else (devices, precision, optimizer, checkpoints).
+``method(model, labeled, unlabeled, views, progress, cfg, generator) -> (losses, logs)``: a method
+builds the views it needs, runs the model and returns one loss per task (what a multi-task balancer
+combines) plus detached values to log. Tasks are those the labeled batch carries targets for, so a
+batch drawn for one task yields one loss. The engine owns everything else.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from polymodal.config import Config
 from polymodal.registry import Registry
 from polymodal.ssl.uda import tsa_cross_entropy, tsa_threshold, uda_consistency
 
+Losses = dict[str, Tensor]
 Logs = dict[str, Tensor]
 
 
@@ -24,19 +27,23 @@ class ViewFn(Protocol):
     def __call__(self, batch: Batch, view: str, generator: torch.Generator) -> Batch: ...
 
 
-Objective = Callable[..., tuple[Tensor, Logs]]
-METHODS: Registry[tuple[Tensor, Logs]] = Registry("method")
+Objective = Callable[..., tuple[Losses, Logs]]
+METHODS: Registry[tuple[Losses, Logs]] = Registry("method")
 NEEDS_UNLABELED = {"uda"}
 
 
-def supervised_terms(logits: dict[str, Tensor], batch: Batch, threshold: Callable[[int], float | None]):
-    """Sum over tasks of (TSA-)masked cross-entropy; also the fraction of labeled rows kept."""
-    loss, kept = 0.0, []
-    for task, z in logits.items():
-        ce, keep = tsa_cross_entropy(z, batch.targets[task], threshold(z.shape[-1]), batch.target_mask[task])
-        loss = loss + ce
+def supervised_terms(
+    logits: dict[str, Tensor], batch: Batch, threshold: Callable[[int], float | None]
+) -> tuple[Losses, Tensor]:
+    """(TSA-)masked cross-entropy per task the batch has targets for; and the fraction of rows kept."""
+    losses, kept = {}, []
+    for task in batch.targets:
+        z = logits[task]
+        losses[task], keep = tsa_cross_entropy(
+            z, batch.targets[task], threshold(z.shape[-1]), batch.target_mask[task]
+        )
         kept.append(keep.float().mean())
-    return loss, torch.stack(kept).mean()
+    return losses, torch.stack(kept).mean()
 
 
 @METHODS.register("supervised")
@@ -48,10 +55,10 @@ def supervised(
     progress: float,
     cfg: Config,
     generator: torch.Generator,
-) -> tuple[Tensor, Logs]:
+) -> tuple[Losses, Logs]:
     """Cross-entropy on weakly augmented labeled data only: the baseline every method must beat."""
-    loss, _ = supervised_terms(model(views(labeled, "weak", generator)), labeled, lambda k: None)
-    return loss, {"sup": loss.detach()}
+    losses, _ = supervised_terms(model(views(labeled, "weak", generator)), labeled, lambda k: None)
+    return losses, {f"sup_{t}": v.detach() for t, v in losses.items()} if len(losses) > 1 else {}
 
 
 @METHODS.register("uda")
@@ -63,8 +70,8 @@ def uda(
     progress: float,
     cfg: Config,
     generator: torch.Generator,
-) -> tuple[Tensor, Logs]:
-    """sup (with TSA) + λ · consistency between clean and strongly augmented unlabeled data."""
+) -> tuple[Losses, Logs]:
+    """Per task: sup (with TSA) + λ · consistency between clean and strongly augmented unlabeled data."""
     assert unlabeled is not None
     u = cfg.uda
     with torch.no_grad():
@@ -73,14 +80,16 @@ def uda(
     aug = views(unlabeled, "strong", generator)
     logits = model(cat_batches([lab.unlabeled(), aug]))
     n = lab.size
-    tsa = None if u.tsa == "none" else u.tsa
 
     def threshold(k: int) -> float | None:
-        return None if tsa is None else tsa_threshold(tsa, progress, k)
+        return None if u.tsa == "none" else tsa_threshold(u.tsa, progress, k)
 
     sup, kept = supervised_terms({t: z[:n] for t, z in logits.items()}, labeled, threshold)
-    unsup = sum(
-        uda_consistency(clean_logits[t], z[n:], u.temperature, u.confidence) for t, z in logits.items()
-    )
-    loss = sup + u.weight * unsup
-    return loss, {"sup": sup.detach(), "unsup": unsup.detach(), "tsa_kept": kept}
+    unsup = {t: uda_consistency(clean_logits[t], logits[t][n:], u.temperature, u.confidence) for t in sup}
+    losses = {t: sup[t] + u.weight * unsup[t] for t in sup}
+    logs = {
+        "sup": sum(sup.values()).detach(),
+        "unsup": sum(unsup.values()).detach(),
+        "tsa_kept": kept,
+    }
+    return losses, logs
