@@ -71,6 +71,16 @@ def cmd_data_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_data_build(args: argparse.Namespace) -> int:
+    from polymodal.config import parse_set
+    from polymodal.data import BUILDERS
+    from polymodal.data.files import resolve_root
+
+    builder = BUILDERS.get(args.name)
+    print(builder(resolve_root(args.data_root), **parse_set(args.set)))
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from polymodal.demo import run_demo
 
@@ -109,6 +119,11 @@ def build_parser() -> argparse.ArgumentParser:
     dl = dsub.add_parser("list", help="list datasets and whether they are under the data root")
     dl.add_argument("--data-root", help=root_help)
     dl.set_defaults(fn=cmd_data_list)
+    db = dsub.add_parser("build", help="build a derived dataset (seeded, cached with checksums)")
+    db.add_argument("name", help="e.g. multimnist, avmnist")
+    db.add_argument("--data-root", help=root_help)
+    db.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="builder option")
+    db.set_defaults(fn=cmd_data_build)
 
     m = sub.add_parser("demo", help="supervised vs UDA on 10 labels per class of MNIST (CPU, ~2 min)")
     m.add_argument("--out", default="runs/demo", help="folder for the runs and demo.json")

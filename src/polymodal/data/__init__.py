@@ -34,6 +34,8 @@ class DataBundle:
 
 
 DATASETS: Registry[DataBundle] = Registry("dataset")
+# datasets built from others (`polymodal data build NAME`): name -> fn(root, **options) -> output folder
+BUILDERS: Registry[Path] = Registry("buildable dataset")
 # folder under the data root, and a one-line description for `polymodal data list`
 DATASET_INFO: dict[str, tuple[str, str]] = {}
 

@@ -15,6 +15,18 @@ from pathlib import Path
 from polymodal.errors import DataError
 
 ENV_VAR = "POLYMODAL_DATA"
+CACHE_VAR = "POLYMODAL_CACHE"
+
+
+def cache_dir(name: str) -> Path:
+    """Writable folder for datasets we build (the data root may be read-only).
+
+    ``$POLYMODAL_CACHE/NAME``, else ``~/.cache/polymodal/NAME``.
+    """
+    base = os.environ.get(CACHE_VAR) or Path.home() / ".cache" / "polymodal"
+    path = Path(base) / name
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def resolve_root(root: str | os.PathLike[str] | None) -> Path:
