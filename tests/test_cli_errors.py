@@ -88,3 +88,10 @@ def test_corrupt_checkpoint(capsys, tmp_path, cfg_file):
     (run / "checkpoint.pt").write_bytes(b"not a checkpoint")
     assert "cannot load checkpoint" in run_cli(capsys, ["eval", str(run)])
     assert "already holds a run" in run_cli(capsys, ["train", cfg_file, "--out", str(run)])
+
+
+def test_augmentation_on_the_wrong_modality(capsys, tmp_path, data_root):
+    config = str(Path(__file__).resolve().parents[1] / "configs/fsdd_uda.yaml")
+    args = ["train", config, "--data-root", str(data_root), "--out", str(tmp_path / "r")]
+    err = run_cli(capsys, [*args, "--set", "augment.audio.strong=[{op: crop}]", "--set", "train.steps=1"])
+    assert "augment.audio.strong: crop: expected a float image batch (B, C, H, W)" in err

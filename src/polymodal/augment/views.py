@@ -10,7 +10,7 @@ import torch
 
 from polymodal.augment.pipeline import Pipeline
 from polymodal.batch import Batch
-from polymodal.errors import ConfigError
+from polymodal.errors import ConfigError, ShapeError
 
 VIEW_NAMES = ("clean", "weak", "strong")
 
@@ -34,7 +34,10 @@ class Views:
     def __call__(self, batch: Batch, view: str, generator: torch.Generator) -> Batch:
         inputs, lengths = dict(batch.inputs), dict(batch.lengths)
         for m, x in batch.inputs.items():
-            x, new_len = self.pipelines[(m, view)](x, generator, lengths.get(m))
+            try:
+                x, new_len = self.pipelines[(m, view)](x, generator, lengths.get(m))
+            except (ValueError, RuntimeError) as e:  # an op applied to the wrong kind of input
+                raise ShapeError(f"augment.{m}.{view}: {str(e).splitlines()[0]}") from None
             inputs[m] = x
             if new_len is not None:
                 lengths[m] = new_len

@@ -70,7 +70,10 @@ def build_model(cfg: Config, data: RunData, views: Views, device: torch.device) 
             raise ConfigError(f"model.encoders.{modality}: missing 'name' (the encoder to use)")
         encoders[modality] = create_encoder(spec.pop("name"), **spec)
     model = MultiHeadModel(encoders, data.tasks, cfg.model.head_dropout).to(device)
-    probe = views(data.test.batch(torch.arange(2)), "clean", torch.Generator(device).manual_seed(0))
+    raw = data.test.batch(torch.arange(2))
+    g = torch.Generator(device).manual_seed(0)
+    views(raw, "weak", g), views(raw, "strong", g)  # a misplaced augmentation fails here, not at step 1
+    probe = views(raw, "clean", g)
     model.eval()
     shapes = {m: tuple(x.shape) for m, x in probe.inputs.items()}
     try:
