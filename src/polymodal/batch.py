@@ -92,10 +92,12 @@ class TensorData:
     inputs: dict[str, Tensor]
     targets: dict[str, Tensor] = field(default_factory=dict)
     lengths: dict[str, Tensor] = field(default_factory=dict)
+    # task -> (N,) bool: which rows hold that task's label (missing labels); absent: every row does
+    target_mask: dict[str, Tensor] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         n = len(self)
-        for name in ("inputs", "targets", "lengths"):
+        for name in ("inputs", "targets", "lengths", "target_mask"):
             _check_rows(name, getattr(self, name), n)
 
     def __len__(self) -> int:
@@ -110,6 +112,7 @@ class TensorData:
             {k: v.to(device) for k, v in self.inputs.items()},
             {k: v.to(device) for k, v in self.targets.items()},
             {k: v.to(device) for k, v in self.lengths.items()},
+            {k: v.to(device) for k, v in self.target_mask.items()},
         )
 
     def subset(self, index: Tensor) -> TensorData:
@@ -118,6 +121,7 @@ class TensorData:
             {k: v[index] for k, v in self.inputs.items()},
             {k: v[index] for k, v in self.targets.items()},
             {k: v[index] for k, v in self.lengths.items()},
+            {k: v[index] for k, v in self.target_mask.items()},
         )
 
     def batch(self, index: Tensor, with_targets: bool = True) -> Batch:
@@ -130,7 +134,8 @@ class TensorData:
                 x = x[..., : int(lengths[k].max())]
             inputs[k] = x
         targets = {k: v[index] for k, v in self.targets.items()} if with_targets else {}
-        return Batch(inputs, targets, lengths=lengths)
+        masks = {k: v[index] for k, v in self.target_mask.items() if k in targets}
+        return Batch(inputs, targets, masks, lengths=lengths)
 
 
 def cat_batches(batches: list[Batch]) -> Batch:

@@ -47,11 +47,13 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from polymodal.engine.evaluate import evaluate_run
+    from polymodal.fusion.missing import evaluate_run_missing
 
-    res = evaluate_run(Path(args.run_dir), data_root=args.data_root)
-    for task, r in res.items():
-        print(f"{task:12s} accuracy {100 * r['accuracy']:6.2f}%  error {100 * r['error']:6.2f}%")
+    # multi-modal runs also report accuracy with each modality removed
+    for case, res in evaluate_run_missing(Path(args.run_dir), data_root=args.data_root).items():
+        suffix = "" if case == "all" else f"  ({case.replace('_', ' ')})"
+        for task, r in res.items():
+            print(f"{task:12s} accuracy {100 * r['accuracy']:6.2f}%  error {100 * r['error']:6.2f}%{suffix}")
     return 0
 
 
@@ -78,6 +80,17 @@ def cmd_data_build(args: argparse.Namespace) -> int:
 
     builder = BUILDERS.get(args.name)
     print(builder(resolve_root(args.data_root), **parse_set(args.set)))
+    return 0
+
+
+def cmd_transfer(args: argparse.Namespace) -> int:
+    from polymodal.transfer import transfer_main
+
+    if args.data_root:
+        args.set.append(f"root={args.data_root}")
+    result = transfer_main(args.config, args.set, args.out)
+    for name, acc in result["accuracy"].items():
+        print(f"{name:48s} " + (f"{100 * acc:6.2f}%" if acc is not None else "(not run)"))
     return 0
 
 
@@ -124,6 +137,13 @@ def build_parser() -> argparse.ArgumentParser:
     db.add_argument("--data-root", help=root_help)
     db.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="builder option")
     db.set_defaults(fn=cmd_data_build)
+
+    tr = sub.add_parser("transfer", help="latent space transfer: modality B through modality A's head")
+    tr.add_argument("config", help="YAML transfer config (see configs/transfer_*.yaml)")
+    tr.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a key")
+    tr.add_argument("--out", help="folder for transfer.json")
+    tr.add_argument("--data-root", help=root_help)
+    tr.set_defaults(fn=cmd_transfer)
 
     m = sub.add_parser("demo", help="supervised vs UDA on 10 labels per class of MNIST (CPU, ~2 min)")
     m.add_argument("--out", default="runs/demo", help="folder for the runs and demo.json")

@@ -12,9 +12,20 @@ from typing import Any, Literal, get_args, get_origin
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from polymodal.config_ssl import (
+    FixMatchConfig,
+    ICTConfig,
+    MeanTeacherConfig,
+    MixMatchConfig,
+    PiModelConfig,
+    PseudoLabelConfig,
+    VATConfig,
+)
 from polymodal.errors import ConfigError
 
-Method = Literal["supervised", "uda"]
+Method = Literal[
+    "supervised", "uda", "pi_model", "mean_teacher", "vat", "pseudo_label", "ict", "mixmatch", "fixmatch"
+]
 
 
 class _Strict(BaseModel):
@@ -29,6 +40,7 @@ class DataConfig(_Strict):
     batch_size: int = Field(64, gt=0)  # labeled examples per step
     unlabeled_ratio: int = Field(7, gt=0)  # μ: unlabeled batch = μ × labeled batch
     eval_batch_size: int = Field(1000, gt=0)
+    one_label_per_example: bool = False  # keep each training example's label for one seeded task only
 
     @field_validator("name")
     @classmethod
@@ -52,6 +64,21 @@ class ModelConfig(_Strict):
     # modality -> {name: encoder, **kwargs}
     encoders: dict[str, dict[str, Any]] = {"image": {"name": "cnn28"}}
     head_dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    # a fusion graph (polymodal.fusion.FusionSpec as a dict); None: concat of the encoders' outputs
+    fusion: dict[str, Any] | None = None
+    modality_dropout: float = Field(0.0, ge=0.0, lt=1.0)  # hide each modality w.p. p in training
+
+    @field_validator("fusion")
+    @classmethod
+    def _fusion(cls, v: dict[str, Any] | None) -> dict[str, Any] | None:
+        from polymodal.fusion.spec import FusionSpec
+
+        if v is not None:  # one-line ConfigError naming the bad key
+            try:
+                FusionSpec.from_dict(v)
+            except ConfigError as e:
+                raise ConfigError(f"model.{e}") from None
+        return v
 
 
 class TrainConfig(_Strict):
@@ -79,6 +106,19 @@ class UDAConfig(_Strict):
     tsa: Literal["none", "linear", "log", "exp"] = "linear"
 
 
+class MultitaskConfig(_Strict):
+    """How per-task losses become one update; see docs/multitask.md."""
+
+    weighting: Literal[
+        "equal", "uncertainty", "dwa", "gradnorm", "rlw", "mgda", "pcgrad", "cagrad", "imtl_g"
+    ] = "equal"
+    options: dict[str, Any] = {}  # the method's own options, e.g. {c: 0.4} for cagrad
+    update: Literal["all_tasks", "task_batches", "one_task"] = "all_tasks"
+    task_sampling: Literal["uniform", "proportional", "temperature"] = "proportional"  # one_task only
+    sampling_temperature: float = Field(2.0, gt=0.0)
+    recompute_every: int = Field(1, gt=0)  # gradient methods: reuse the last task weights in between
+
+
 class Config(_Strict):
     seed: int = Field(0, ge=0)
     method: Method = "supervised"
@@ -87,6 +127,14 @@ class Config(_Strict):
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
     uda: UDAConfig = UDAConfig()
+    pi_model: PiModelConfig = PiModelConfig()  # the baselines' sections: polymodal/config_ssl.py
+    mean_teacher: MeanTeacherConfig = MeanTeacherConfig()
+    vat: VATConfig = VATConfig()
+    pseudo_label: PseudoLabelConfig = PseudoLabelConfig()
+    ict: ICTConfig = ICTConfig()
+    mixmatch: MixMatchConfig = MixMatchConfig()
+    fixmatch: FixMatchConfig = FixMatchConfig()
+    multitask: MultitaskConfig = MultitaskConfig()
 
 
 def _allowed(loc: tuple[Any, ...]) -> list[str]:

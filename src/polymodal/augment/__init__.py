@@ -21,7 +21,7 @@ AUGMENTATIONS: Registry[tuple[Tensor, Tensor | None]] = Registry("augmentation")
 
 # Importing the op modules registers their ops; they import AUGMENTATIONS from here, so these
 # imports must stay below the registry definition.
-from polymodal.augment import audio, image  # noqa: E402, F401
+from polymodal.augment import audio, image, randaugment, text  # noqa: E402, F401
 from polymodal.augment.pipeline import Pipeline  # noqa: E402
 
 __all__ = ["AUGMENTATIONS", "AugmentOp", "Pipeline"]

@@ -16,8 +16,9 @@ from torch import Tensor
 from polymodal.augment import AUGMENTATIONS, AugmentOp
 from polymodal.errors import ConfigError
 
-_RESERVED = ("generator", "lengths")
-"""Arguments the pipeline passes itself; a config may not set them."""
+_RESERVED = ("generator", "lengths", "context")
+"""Arguments the pipeline passes itself; a config may not set them. An op with a ``prepare(context,
+**params)`` attribute (e.g. TF-IDF statistics of the training corpus) gets its result as ``context=``."""
 
 
 def op_params(op: AugmentOp) -> dict[str, Any]:
@@ -36,8 +37,9 @@ class Pipeline:
     that range (grey fill 0.5, zero padding = black).
     """
 
-    def __init__(self, specs: Sequence[Mapping[str, Any]]) -> None:
+    def __init__(self, specs: Sequence[Mapping[str, Any]], context: Mapping[str, Any] | None = None) -> None:
         self.steps: list[tuple[str, AugmentOp, dict[str, Any]]] = []
+        self.prepared: dict[int, Any] = {}  # step index -> what the op's prepare() returned
         for i, spec in enumerate(specs):
             if not isinstance(spec, Mapping) or "op" not in spec:
                 raise ConfigError(f"augmentation #{i} must be a mapping with an 'op' key, got {spec!r}")
@@ -51,6 +53,8 @@ class Pipeline:
                         f"augmentation '{name}' has no parameter '{key}'; "
                         f"allowed: {', '.join(allowed) or '(none)'}"
                     )
+            if hasattr(op, "prepare"):
+                self.prepared[i] = op.prepare(None if context is None else dict(context), **params)
             self.steps.append((name, op, params))
 
     def __call__(
@@ -58,8 +62,9 @@ class Pipeline:
     ) -> tuple[Tensor, Tensor | None]:
         if x.dtype == torch.uint8:
             x = x.float() / 255.0
-        for _, op, params in self.steps:
-            x, lengths = op(x, generator=generator, lengths=lengths, **params)
+        for i, (_, op, params) in enumerate(self.steps):
+            extra = {"context": self.prepared[i]} if i in self.prepared else {}
+            x, lengths = op(x, generator=generator, lengths=lengths, **params, **extra)
         return x, lengths
 
     def __len__(self) -> int:

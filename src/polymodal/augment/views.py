@@ -16,7 +16,13 @@ VIEW_NAMES = ("clean", "weak", "strong")
 
 
 class Views:
-    def __init__(self, specs: dict[str, dict[str, list[dict]]], modalities: dict[str, str]):
+    def __init__(
+        self,
+        specs: dict[str, dict[str, list[dict]]],
+        modalities: dict[str, str],
+        context: dict[str, dict] | None = None,
+    ):
+        """``context[modality]`` is what ops with a ``prepare`` hook may read (see `Pipeline`)."""
         unknown = sorted(set(specs) - set(modalities))
         if unknown:
             raise ConfigError(
@@ -27,7 +33,7 @@ class Views:
         for m in modalities:
             for v in VIEW_NAMES:
                 try:
-                    self.pipelines[(m, v)] = Pipeline(specs.get(m, {}).get(v, []))
+                    self.pipelines[(m, v)] = Pipeline(specs.get(m, {}).get(v, []), (context or {}).get(m))
                 except ConfigError as e:
                     raise ConfigError(f"augment.{m}.{v}: {e}") from None
 

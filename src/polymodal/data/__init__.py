@@ -81,8 +81,44 @@ def _banking77(root: Path) -> DataBundle:
         test,
         {"intent": 77},
         {"text": "text"},
-        {"vocab_size": len(vocab), "intents": intents},
+        {"vocab_size": len(vocab), "intents": intents, "vocab": vocab},
     )
+
+
+@_dataset("avmnist", "avmnist", "AV-MNIST: degraded MNIST + noisy FSDD log-mel, task digit (data build)")
+def _avmnist(root: Path) -> DataBundle:
+    from polymodal.data.avmnist import load_avmnist
+    from polymodal.data.files import cache_dir
+
+    folder = root / "avmnist" if (root / "avmnist" / "SHA256SUMS").is_file() else cache_dir("avmnist")
+    train, test, meta = load_avmnist(folder)
+    return DataBundle("avmnist", train, test, {"digit": 10}, {"image": "image", "audio": "audio"}, meta)
+
+
+def _build_avmnist(root: Path, **options: float | int) -> Path:
+    from polymodal.data.avmnist import build_avmnist
+
+    return build_avmnist(root, **options)
+
+
+BUILDERS.register("avmnist")(_build_avmnist)
+
+
+@_dataset("multimnist", "mnist", "MultiMNIST (Sener & Koltun 2018): tasks left + right digit (data build)")
+def _multimnist(root: Path) -> DataBundle:
+    from polymodal.data.multimnist import load_multimnist
+
+    train, test = load_multimnist(root)
+    return DataBundle("multimnist", train, test, {"left": 10, "right": 10}, {"image": "image"})
+
+
+def _build_multimnist(root: Path, **options: int | str) -> Path:
+    from polymodal.data.multimnist import build_multimnist
+
+    return build_multimnist(root, **options)  # type: ignore[arg-type]
+
+
+BUILDERS.register("multimnist")(_build_multimnist)
 
 
 def load_dataset(name: str, root: str | Path | None = None) -> DataBundle:

@@ -13,7 +13,7 @@ from polymodal.batch import TensorData
 from polymodal.config import Config
 from polymodal.data import DataBundle, label_split, load_dataset, load_split, save_split
 from polymodal.errors import ConfigError, ShapeError
-from polymodal.models import create_encoder
+from polymodal.models import create_encoder, takes
 from polymodal.models.multihead import MultiHeadModel
 from polymodal.ssl import NEEDS_UNLABELED
 
@@ -40,7 +40,12 @@ def build_data(cfg: Config, run_dir: Path | None, device: torch.device) -> RunDa
             f"data.tasks: '{bad[0]}' is not a task of {bundle.name}; allowed: {', '.join(bundle.tasks)}"
         )
     tasks = {t: bundle.tasks[t] for t in names}
-    keep = lambda d: TensorData(d.inputs, {t: d.targets[t] for t in tasks}, d.lengths)  # noqa: E731
+    keep = lambda d: TensorData(  # noqa: E731
+        d.inputs,
+        {t: d.targets[t] for t in tasks},
+        d.lengths,
+        {t: m for t, m in d.target_mask.items() if t in tasks},
+    )
     train, test = keep(bundle.train).to(device), keep(bundle.test).to(device)
     labeled = train
     if cfg.data.labels_per_class is not None:
@@ -52,8 +57,26 @@ def build_data(cfg: Config, run_dir: Path | None, device: torch.device) -> RunDa
             if split_file is not None:
                 save_split(split_file, index, cfg.data.labels_per_class, cfg.seed)
         labeled = train.subset(index)
+    if cfg.data.one_label_per_example:
+        from polymodal.data.one_label import one_label_per_example
+
+        labeled = one_label_per_example(labeled, cfg.seed)
     unlabeled = TensorData(train.inputs, {}, train.lengths) if cfg.method in NEEDS_UNLABELED else None
     return RunData(bundle, tasks, labeled, unlabeled, test)
+
+
+def view_context(bundle: DataBundle) -> dict[str, dict]:
+    """What augmentation ops may read about a modality (corpus statistics, vocabulary): the training
+    split's inputs and lengths plus the dataset meta. Test data never enters it."""
+    return {
+        m: {"train": bundle.train.inputs[m], "lengths": bundle.train.lengths.get(m), "meta": bundle.meta}
+        for m in bundle.modalities
+    }
+
+
+def build_views(cfg: Config, data: RunData) -> Views:
+    specs = {m: v.model_dump() for m, v in cfg.augment.items()}
+    return Views(specs, data.bundle.modalities, view_context(data.bundle))
 
 
 def build_model(cfg: Config, data: RunData, views: Views, device: torch.device) -> nn.Module:
@@ -68,12 +91,24 @@ def build_model(cfg: Config, data: RunData, views: Views, device: torch.device) 
         spec = dict(spec)
         if "name" not in spec:
             raise ConfigError(f"model.encoders.{modality}: missing 'name' (the encoder to use)")
-        encoders[modality] = create_encoder(spec.pop("name"), **spec)
-    model = MultiHeadModel(encoders, data.tasks, cfg.model.head_dropout).to(device)
+        name = spec.pop("name")
+        if "vocab_size" not in spec and "vocab_size" in data.bundle.meta and takes(name, "vocab_size"):
+            spec["vocab_size"] = data.bundle.meta["vocab_size"]  # text encoders size to the dataset
+        encoders[modality] = create_encoder(name, **spec)
     raw = data.test.batch(torch.arange(2))
     g = torch.Generator(device).manual_seed(0)
     views(raw, "weak", g), views(raw, "strong", g)  # a misplaced augmentation fails here, not at step 1
     probe = views(raw, "clean", g)
+    mc = cfg.model
+    if mc.fusion is None:
+        model = MultiHeadModel(encoders, data.tasks, mc.head_dropout, mc.modality_dropout).to(device)
+    else:  # a fusion graph as the trunk; stage shapes are checked here (one-line ShapeError)
+        from polymodal.fusion import FusionModel, FusionSpec
+
+        spec = FusionSpec.from_dict(mc.fusion)
+        model = FusionModel(
+            encoders, data.tasks, spec, probe.inputs, mc.head_dropout, mc.modality_dropout, mc.encoders
+        ).to(device)
     model.eval()
     shapes = {m: tuple(x.shape) for m, x in probe.inputs.items()}
     try:

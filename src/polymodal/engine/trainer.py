@@ -19,14 +19,14 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from polymodal.augment.views import Views
 from polymodal.batch import TensorData
 from polymodal.config import Config, build_config, to_dict
-from polymodal.engine.build import build_data, build_model
+from polymodal.engine.build import build_data, build_model, build_views
 from polymodal.engine.checkpoint import load_checkpoint, save_atomic, write_text_atomic
 from polymodal.engine.progress import Progress
 from polymodal.engine.runtime import autocast, select_device, set_determinism, step_generator
 from polymodal.engine.schedule import build_optimizer, build_scheduler
 from polymodal.errors import ConfigError, TrainingDiverged
-from polymodal.mtl import BALANCERS
-from polymodal.ssl import METHODS
+from polymodal.mtl import multitask_from_config
+from polymodal.ssl import METHODS, make_teacher
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -106,10 +106,11 @@ def train(cfg: Config, run_dir: Path, resume: bool = False, quiet: bool = False)
     set_determinism(cfg.seed, tc.deterministic, tc.threads)
     device = select_device(tc.device)
     data = build_data(cfg, run_dir, device)
-    views = Views({m: v.model_dump() for m, v in cfg.augment.items()}, data.bundle.modalities)
+    views = build_views(cfg, data)
     model = build_model(cfg, data, views, device)
-    balancer = BALANCERS.create("equal").to(device)
+    balancer, task_batches = multitask_from_config(cfg, model, data.labeled, device)
     shared = [p for name, p in model.named_parameters() if not name.startswith("heads.")]
+    heads = [p for name, p in model.named_parameters() if name.startswith("heads.")]
     opt = build_optimizer(nn.ModuleList([model, balancer]), tc)
     sched = build_scheduler(opt, tc)
     ema = (
@@ -118,6 +119,9 @@ def train(cfg: Config, run_dir: Path, resume: bool = False, quiet: bool = False)
         else None
     )
     objective = METHODS.get(cfg.method)
+    teacher_decay = getattr(objective, "teacher_decay", None)  # Mean Teacher, ICT: an EMA teacher
+    teacher = make_teacher(model, teacher_decay(cfg)) if teacher_decay is not None else None
+    extra = {"teacher": teacher.module} if teacher is not None else {}
     metrics_path, ckpt_path = run_dir / "metrics.jsonl", run_dir / CHECKPOINT
 
     start, elapsed = 0, 0.0
@@ -130,6 +134,8 @@ def train(cfg: Config, run_dir: Path, resume: bool = False, quiet: bool = False)
         balancer.load_state_dict(state["balancer"])
         if ema is not None:
             ema.load_state_dict(state["ema"])
+        if teacher is not None:
+            teacher.load_state_dict(state["teacher"])
         start, elapsed = state["step"], state["elapsed"]
         sums = {k: torch.tensor(v, device=device) for k, v in state["log_sums"].items()}
         _truncate_metrics(metrics_path, start)
@@ -178,6 +184,7 @@ def train(cfg: Config, run_dir: Path, resume: bool = False, quiet: bool = False)
                 "scheduler": sched.state_dict(),
                 "balancer": balancer.state_dict(),
                 "ema": ema.state_dict() if ema is not None else None,
+                "teacher": teacher.state_dict() if teacher is not None else None,
                 "log_sums": {k: float(v) for k, v in sums.items()},
             },
             ckpt_path,
@@ -185,16 +192,19 @@ def train(cfg: Config, run_dir: Path, resume: bool = False, quiet: bool = False)
 
     for step in range(start, tc.steps):
         g = step_generator(cfg.seed, step, device)
-        labeled = data.labeled.batch(lab_sampler(step))
+        labeled = task_batches(step) if task_batches else data.labeled.batch(lab_sampler(step))
         unlabeled = data.unlabeled.batch(unl_sampler(step), with_targets=False) if unl_sampler else None
         with autocast(device, tc.precision):
-            losses, logs = objective(model, labeled, unlabeled, views, step / tc.steps, cfg, g)
+            losses, logs = objective(model, labeled, unlabeled, views, step / tc.steps, cfg, g, **extra)
         opt.zero_grad(set_to_none=True)
-        loss = balancer.backward(losses, shared, step)
+        loss = balancer.backward(losses, shared, step, heads=heads, features=model.last_features)
+        model.last_features = None
         opt.step()
         sched.step()
         if ema is not None:
             ema.update_parameters(model)
+        if teacher is not None:
+            teacher.update_parameters(model)
         first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss), step, first_bad)
         for k, v in {"loss": loss, **logs}.items():
             sums[k] = sums.get(k, 0) + v.float()

@@ -18,6 +18,11 @@ from polymodal.registry import Registry
 ENCODERS: Registry[nn.Module] = Registry("encoder")
 
 
+def takes(name: str, option: str) -> bool:
+    """Whether encoder ``name``'s factory has a keyword ``option`` (e.g. ``vocab_size``)."""
+    return option in inspect.signature(ENCODERS.get(name)).parameters
+
+
 def create_encoder(name: str, **kwargs: object) -> nn.Module:
     """Build a registered encoder; a misspelt key is a `ConfigError`, not a deep `TypeError`.
 
@@ -41,4 +46,4 @@ def create_encoder(name: str, **kwargs: object) -> nn.Module:
     return ENCODERS.create(name, **kwargs)
 
 
-from polymodal.models import audio_cnn, cnn28, wrn  # noqa: E402,F401
+from polymodal.models import audio_cnn, cnn28, lenet, tabular_mlp, text_cnn, wave_cnn, wrn  # noqa: E402,F401

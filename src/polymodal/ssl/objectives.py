@@ -29,7 +29,7 @@ class ViewFn(Protocol):
 
 Objective = Callable[..., tuple[Losses, Logs]]
 METHODS: Registry[tuple[Losses, Logs]] = Registry("method")
-NEEDS_UNLABELED = {"uda"}
+NEEDS_UNLABELED = {"uda", "pi_model", "mean_teacher", "vat", "pseudo_label", "ict", "mixmatch", "fixmatch"}
 
 
 def supervised_terms(

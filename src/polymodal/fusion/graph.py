@@ -1,0 +1,232 @@
+"""`FusionModel`: encoders -> fusion graph (from a `FusionSpec`) -> trunk(s) -> task heads.
+
+Same contract as `MultiHeadModel`: ``model(batch) -> {task: logits}`` and ``features(batch)``. With
+one head ref it *is* a multi-head model whose trunk is the fusion graph. With several (late fusion),
+each ref gets its own trunk and per-task linear head, and ``heads[task]`` combines their logits by
+the decision rule, weighting each branch by whether its modalities are present.
+
+Shapes are resolved at build time with one probe pass through the encoders, so a stage that does not
+fit a node fails here with one line naming both ends, not mid-training.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from polymodal.batch import Batch
+from polymodal.errors import ConfigError, ShapeError
+from polymodal.fusion.missing import drop_modalities
+from polymodal.fusion.ops import ACTIVATION, FUSION_OPS
+from polymodal.fusion.spec import FusionSpec, Node, block_key
+
+
+def _pool(x: Tensor, how: str) -> Tensor:
+    if x.ndim == 2:
+        return x
+    if how == "flatten":
+        return x.flatten(1)
+    x = x.flatten(2)  # (B, C, positions)
+    return x.mean(-1) if how == "mean" else x.amax(-1)
+
+
+class FusionNode(nn.Module):
+    def __init__(self, node: Node, dims: list[int]) -> None:
+        super().__init__()
+        self.op = FUSION_OPS.get(node.op)(dims, node.width, rank=node.rank, proj=node.proj)
+        self.act = ACTIVATION[node.activation]()
+
+    def forward(self, xs: list[Tensor], present: list[Tensor]) -> Tensor:
+        return self.act(self.op(xs, present))
+
+
+class DecisionHead(nn.Module):
+    """One task's linear heads over each branch, combined by the decision rule (presence-weighted)."""
+
+    def __init__(self, dims: list[int], classes: int, rule: str, dropout: float) -> None:
+        super().__init__()
+        self.rule = rule
+        self.linears = nn.ModuleList(nn.Sequential(nn.Dropout(dropout), nn.Linear(d, classes)) for d in dims)
+        if rule == "learned":
+            self.logit_weights = nn.Parameter(torch.zeros(len(dims)))
+        if rule == "stacking":
+            self.stack = nn.Linear(len(dims) * classes, classes)
+
+    def forward(self, feats: list[Tensor], present: list[Tensor]) -> Tensor:
+        z = torch.stack([h(f) for h, f in zip(self.linears, feats, strict=True)], dim=1)  # B,n,k
+        p = torch.stack(present, dim=1).to(z.dtype)  # B,n
+        if len(feats) == 1:
+            return z[:, 0]
+        if self.rule == "stacking":
+            return self.stack((z * p[:, :, None]).flatten(1))
+        w = p if self.rule == "mean" else p * self.logit_weights.softmax(0)
+        return (z * w[:, :, None]).sum(1) / w.sum(1, keepdim=True).clamp_min(1e-6)
+
+
+class FusionModel(nn.Module):
+    def __init__(
+        self,
+        encoders: dict[str, nn.Module],
+        tasks: dict[str, int],
+        spec: FusionSpec,
+        input_shapes: dict[str, tuple[int, ...] | Tensor],
+        head_dropout: float = 0.0,
+        modality_dropout: float = 0.0,
+        encoder_specs: dict[str, dict] | None = None,
+    ) -> None:
+        super().__init__()
+        spec.validate()
+        self.spec, self.modality_dropout = spec, modality_dropout
+        self.encoders = nn.ModuleDict(encoders)
+        self.block_keys: dict[str, str] = {}
+        keys: dict[str, str] = {}  # ref -> key of the block producing it
+        for m, enc in encoders.items():
+            desc = (encoder_specs or {}).get(m) or {
+                "class": type(enc).__name__,
+                "shapes": {k: list(v.shape) for k, v in enc.state_dict().items()},
+            }
+            self.block_keys[f"encoders.{m}"] = keys[m] = block_key("enc", {"modality": m, "encoder": desc})
+        dims = self._probe(input_shapes)
+        self.sources: dict[str, set[str]] = {}  # ref -> modalities it depends on
+        self.nodes = nn.ModuleDict()
+        for node in spec.nodes:
+            in_dims, srcs, in_keys = [], set(), []
+            for i, ref in enumerate(node.inputs):
+                d, s, k = self._resolve(ref, node, dims, keys)
+                if node.in_dims is not None and node.in_dims[i] != d:
+                    raise ShapeError(
+                        f"fusion node '{node.name}' expects {node.in_dims[i]} features from {ref} "
+                        f"but it gives {d}"
+                    )
+                in_dims.append(d), srcs.update(s), in_keys.append(k)
+            self.nodes[node.name] = FusionNode(node, in_dims)
+            dims[node.name], self.sources[node.name] = node.width, srcs
+            desc = {k: v for k, v in node.__dict__.items() if k not in ("name", "inputs", "in_dims")}
+            keys[node.name] = block_key("node", {**desc, "inputs": in_keys, "dims": in_dims})
+            self.block_keys[f"nodes.{node.name}"] = keys[node.name]
+        self.trunks = nn.ModuleList()
+        head_dims, head_keys = [], []
+        for i, ref in enumerate(spec.head_refs):
+            d, _, k = self._resolve(ref, None, dims, keys)
+            layers: list[nn.Module] = []
+            for w in spec.trunk:
+                layers += [nn.Linear(d, w), nn.ReLU()]
+                d = w
+            self.trunks.append(nn.Sequential(*layers))
+            head_keys.append(block_key("trunk", {"reads": k, "trunk": spec.trunk}))
+            self.block_keys[f"trunks.{i}"] = head_keys[-1]
+            head_dims.append(d)
+        self.feature_dim = sum(head_dims)
+        self.heads = nn.ModuleDict(
+            {t: DecisionHead(head_dims, k, spec.decision, head_dropout) for t, k in tasks.items()}
+        )
+        for t, k in tasks.items():
+            rule = spec.decision if len(head_dims) > 1 else "single"
+            desc = {"task": t, "classes": k, "reads": head_keys, "decision": rule}
+            self.block_keys[f"heads.{t}"] = block_key("head", desc)
+
+    @torch.no_grad()
+    def _probe(self, input_shapes: dict[str, tuple[int, ...] | Tensor]) -> dict[str, int | tuple[int, ...]]:
+        """Shapes (without batch) of every encoder stage, from one pass on zeros in eval mode."""
+        shapes: dict[str, int | tuple[int, ...]] = {}
+        for m, enc in self.encoders.items():
+            if m not in input_shapes:
+                raise ConfigError(
+                    f"fusion: no input shape for modality '{m}'; have: {', '.join(input_shapes)}"
+                )
+            was = enc.training
+            enc.eval()
+            given = input_shapes[m]  # a shape without batch, or an example batch (keeps its dtype)
+            device = next(enc.parameters()).device
+            x = (
+                torch.zeros_like(given[:2], device=device)
+                if isinstance(given, Tensor)
+                else torch.zeros(2, *given, device=device)
+            )
+            shapes[f"{m}.input"] = tuple(x.shape[1:])
+            for stage, v in enc.forward_stages(x).items():
+                shapes[f"{m}.{stage}"] = tuple(v.shape[1:])
+            enc.train(was)
+        return shapes
+
+    def _resolve(self, ref: str, node: Node | None, dims: dict, keys: dict) -> tuple[int, set[str], str]:
+        """(features, source modalities, block key) of a ref as the node (or head) will read it."""
+        if "." not in ref:
+            return dims[ref], self.sources[ref], keys[ref]
+        m, stage = ref.split(".", 1)
+        if ref not in dims:
+            have = sorted(k for k in dims if "." in k and k.startswith(f"{m}.")) or sorted(self.encoders)
+            raise ConfigError(f"fusion: '{ref}' is not an encoder stage; available: {', '.join(have)}")
+        shape = dims[ref]
+        pool = node.pool if node is not None else "mean"
+        d = int(torch.Size(shape).numel()) if pool == "flatten" or len(shape) == 1 else int(shape[0])
+        return d, {m}, f"{keys[m]}:{stage}:{pool}"
+
+    def _branches(self, batch: Batch) -> tuple[list[Tensor], list[Tensor]]:
+        for m in self.encoders:
+            if m not in batch.inputs:
+                raise ShapeError(
+                    f"the model has an encoder for '{m}' but the batch only has {sorted(batch.inputs)}"
+                )
+        mask = batch.modality_mask
+        if self.training and self.modality_dropout > 0:
+            mask = drop_modalities({m: mask[m] for m in self.encoders}, self.modality_dropout)
+        vals: dict[str, Tensor] = {}
+        present: dict[str, Tensor] = {}
+        for m, enc in self.encoders.items():
+            x, p = batch.inputs[m], mask[m].float()
+            stages = enc.forward_stages(x, batch.lengths.get(m))
+            vals[f"{m}.input"] = x.float()
+            vals.update({f"{m}.{k}": v for k, v in stages.items()})
+            present[m] = p
+
+        def read(ref: str, pool: str) -> tuple[Tensor, Tensor]:
+            if "." not in ref:
+                return vals[ref], present[ref]
+            m = ref.split(".", 1)[0]
+            x = _pool(vals[ref], pool)
+            return x * present[m].to(x.dtype)[:, None], present[m]
+
+        for node in self.spec.nodes:
+            xs, ps = zip(*(read(r, node.pool) for r in node.inputs), strict=True)
+            vals[node.name] = self.nodes[node.name](list(xs), list(ps))
+            present[node.name] = torch.stack(ps).amax(0)
+        feats, pres = [], []
+        for trunk, ref in zip(self.trunks, self.spec.head_refs, strict=True):
+            x, p = read(ref, "mean")
+            feats.append(trunk(x))
+            pres.append(p)
+        return feats, pres
+
+    def features(self, batch: Batch) -> Tensor:
+        feats, _ = self._branches(batch)
+        return feats[0] if len(feats) == 1 else torch.cat(feats, dim=-1)
+
+    keep_features = False  # as MultiHeadModel: a balancer that needs Z reads last_features
+    last_features: Tensor | None = None
+
+    def forward(self, batch: Batch) -> dict[str, Tensor]:
+        feats, pres = self._branches(batch)
+        if self.keep_features and torch.is_grad_enabled():
+            h = feats[0] if len(feats) == 1 else torch.cat(feats, dim=-1)
+            self.last_features = h  # heads read slices of h, so gradients w.r.t. h are the real ones
+            feats = list(h.split([f.shape[-1] for f in feats], dim=-1))
+        return {t: head(feats, pres) for t, head in self.heads.items()}
+
+    def blocks(self) -> dict[str, nn.Module]:
+        """Block key -> module (the unit a search inherits weights by)."""
+        return {key: self.get_submodule(path) for path, key in self.block_keys.items()}
+
+
+def inherit_weights(new: FusionModel, old: FusionModel) -> list[str]:
+    """Copy every block of ``old`` whose key (and parameter shapes) ``new`` shares; returns the keys."""
+    source = old.blocks()
+    copied = []
+    for key, module in new.blocks().items():
+        if key not in source:
+            continue
+        state, mine = source[key].state_dict(), module.state_dict()
+        if state.keys() == mine.keys() and all(state[k].shape == mine[k].shape for k in state):
+            module.load_state_dict(state)
+            copied.append(key)
+    return copied
