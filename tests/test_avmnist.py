@@ -107,6 +107,10 @@ def test_fusion_config_trains_and_eval_reports_each_missing_modality(
     run = tmp_path / "run"
     assert main(["train", str(repo / "configs/avmnist_late_learned.yaml"), "--out", str(run), *common]) == 0
     capsys.readouterr()
+    from polymodal.engine.evaluate import load_run
+
+    trained = load_run(run, str(data_root))[3]  # the config's dropout scheme and auxiliary heads are used
+    assert trained.modality_dropout_mode == "one" and trained.aux_weight == 1.0
     assert main(["eval", str(run), "--data-root", str(data_root)]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 3 and lines[1].endswith("(without image)") and lines[2].endswith("(without audio)")

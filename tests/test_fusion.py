@@ -162,6 +162,81 @@ def test_modality_dropout_only_in_training_never_drops_everything() -> None:
     assert torch.equal(m(batch())["digit"], m(batch())["digit"])
 
 
+def test_modality_dropout_one_hides_exactly_one_present_modality() -> None:
+    from polymodal.fusion import drop_modalities
+
+    torch.manual_seed(0)
+    n = 4000
+    old = {"a": torch.ones(n, dtype=torch.bool), "b": torch.ones(n, dtype=torch.bool)}
+    old["b"][:1000] = False  # rows with a single modality are never touched
+    kept = torch.stack(list(drop_modalities(old, 0.7, "one").values()), 1)
+    assert kept[:1000, 0].all() and not kept[:1000, 1].any()
+    dropped = (~kept[1000:]).sum(1)
+    assert dropped.max() == 1  # never both
+    assert 0.66 < dropped.float().mean() < 0.74  # a row is chosen w.p. p
+    assert 0.3 < (~kept[1000:, 0]).float().mean() < 0.4  # each modality alone in p/2 of rows
+    with pytest.raises(ValueError, match="allowed: independent, one"):
+        drop_modalities(old, 0.5, "both")
+
+
+def test_modality_dropout_mode_is_checked_by_the_config() -> None:
+    assert build_config({"model": {"modality_dropout_mode": "one"}}).model.modality_dropout_mode == "one"
+    with pytest.raises(ConfigError, match="modality_dropout_mode"):
+        build_config({"model": {"modality_dropout_mode": "some"}})
+
+
+def test_aux_loss_trains_each_encoder_alone_and_is_added_by_the_objective() -> None:
+    from polymodal.ssl.objectives import METHODS
+
+    spec = FusionSpec.of(fuse([Tap("image"), Tap("audio")], op="lowrank", width=8))
+    assert model(spec).aux_losses is None and not hasattr(model(spec), "aux_heads")
+    m = model(spec, aux_loss=0.5).train()
+    assert {"aux_heads.digit.image.weight", "aux_heads.digit.audio.weight"} <= set(m.state_dict())
+    b = batch(8)
+    m(b)
+    aux = m.aux_losses["digit"]
+    x = {k: m._aux_in[k][0] for k in ("image", "audio")}
+    want = 0.5 * sum(
+        torch.nn.functional.cross_entropy(m.aux_heads["digit"][k](x[k]), b.targets["digit"]) for k in x
+    )
+    assert torch.allclose(aux, want)
+    aux.backward()  # the auxiliary loss alone reaches both encoders and their heads
+    for name in ("encoders.audio", "encoders.image", "aux_heads.digit.audio"):
+        grads = [q.grad for k, q in m.named_parameters() if k.startswith(name)]
+        assert all(g is not None for g in grads) and any(g.abs().sum() > 0 for g in grads)
+    fused = torch.nn.functional.cross_entropy(m(b)["digit"], b.targets["digit"])
+    losses, _ = METHODS.get("supervised")(m, b, None, lambda x, kind, g: x, 0.0, None, None)
+    assert torch.allclose(losses["digit"], fused + m.aux_losses["digit"])
+    m.eval()
+    m(b)
+    assert m.aux_losses is None  # training only
+
+
+def test_aux_loss_of_late_fusion_trains_each_branch_logits_on_the_label() -> None:
+    late = model(FusionSpec.of(Tap("image"), Tap("audio"), decision="mean"), aux_loss=1.0).train()
+    assert not hasattr(late, "aux_heads")  # the branch heads are the per-modality classifiers
+    b = batch(8)
+    late(b)
+    feats, _ = late._branches(b)
+    y = b.targets["digit"]
+    want = sum(
+        torch.nn.functional.cross_entropy(h(f), y)
+        for h, f in zip(late.heads["digit"].linears, feats, strict=True)
+    )
+    assert torch.allclose(late.aux_losses["digit"], want)
+    late.aux_losses["digit"].backward()
+    assert late.heads["digit"].linears[1][1].weight.grad.abs().sum() > 0  # the audio branch's head trains
+    # with modality dropout, each branch is still trained on every row, from its input before dropout
+    late = model(FusionSpec.of(Tap("image"), Tap("audio")), aux_loss=1.0, modality_dropout=0.9).train()
+    late.modality_dropout_mode = "one"
+    torch.manual_seed(0)
+    feats, pres = late._branches(b)
+    dropped = [(p == 0) for p in pres]
+    assert any(d.any() for d in dropped)  # the fused path lost some rows' modalities ...
+    for (f, rows), d in zip(late._aux_branches, dropped, strict=True):
+        assert rows.all() and (f[d].abs().sum(1) > 0).all()  # ... the auxiliary branches did not
+
+
 def test_features_is_the_shared_representation() -> None:
     m = model(FusionSpec.of(fuse([Tap("image"), Tap("audio")], op="attention", width=8), trunk=[5])).eval()
     assert m.features(batch()).shape == (6, 5) and m.feature_dim == 5

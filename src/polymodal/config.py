@@ -67,6 +67,9 @@ class ModelConfig(_Strict):
     # a fusion graph (polymodal.fusion.FusionSpec as a dict); None: concat of the encoders' outputs
     fusion: dict[str, Any] | None = None
     modality_dropout: float = Field(0.0, ge=0.0, lt=1.0)  # hide each modality w.p. p in training
+    # independent: each modality hidden w.p. p; one: w.p. p hide exactly one present modality (ModDrop)
+    modality_dropout_mode: Literal["independent", "one"] = "independent"
+    aux_loss: float = Field(0.0, ge=0.0)  # fusion: weight of per-modality auxiliary heads' cross-entropy
 
     @field_validator("fusion")
     @classmethod

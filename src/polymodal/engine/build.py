@@ -100,15 +100,26 @@ def build_model(cfg: Config, data: RunData, views: Views, device: torch.device) 
     views(raw, "weak", g), views(raw, "strong", g)  # a misplaced augmentation fails here, not at step 1
     probe = views(raw, "clean", g)
     mc = cfg.model
+    if mc.fusion is None and mc.aux_loss > 0:
+        raise ConfigError("model.aux_loss needs a fusion graph (model.fusion); set it or drop aux_loss")
     if mc.fusion is None:
         model = MultiHeadModel(encoders, data.tasks, mc.head_dropout, mc.modality_dropout).to(device)
+        model.modality_dropout_mode = mc.modality_dropout_mode
     else:  # a fusion graph as the trunk; stage shapes are checked here (one-line ShapeError)
         from polymodal.fusion import FusionModel, FusionSpec
 
         spec = FusionSpec.from_dict(mc.fusion)
         model = FusionModel(
-            encoders, data.tasks, spec, probe.inputs, mc.head_dropout, mc.modality_dropout, mc.encoders
+            encoders,
+            data.tasks,
+            spec,
+            probe.inputs,
+            mc.head_dropout,
+            mc.modality_dropout,
+            mc.encoders,
+            aux_loss=mc.aux_loss,
         ).to(device)
+        model.modality_dropout_mode = mc.modality_dropout_mode
     model.eval()
     shapes = {m: tuple(x.shape) for m, x in probe.inputs.items()}
     try:

@@ -73,10 +73,12 @@ class FusionModel(nn.Module):
         head_dropout: float = 0.0,
         modality_dropout: float = 0.0,
         encoder_specs: dict[str, dict] | None = None,
+        aux_loss: float = 0.0,
     ) -> None:
         super().__init__()
         spec.validate()
         self.spec, self.modality_dropout = spec, modality_dropout
+        self.modality_dropout_mode = "independent"  # or "one" (fusion.missing.drop_modalities)
         self.encoders = nn.ModuleDict(encoders)
         self.block_keys: dict[str, str] = {}
         keys: dict[str, str] = {}  # ref -> key of the block producing it
@@ -120,6 +122,14 @@ class FusionModel(nn.Module):
         self.heads = nn.ModuleDict(
             {t: DecisionHead(head_dims, k, spec.decision, head_dropout) for t, k in tasks.items()}
         )
+        # auxiliary per-modality heads (training only): see _aux_losses
+        self.aux_weight, self.aux_losses = aux_loss, None
+        if aux_loss > 0 and len(head_dims) == 1:  # late fusion reuses its branch heads instead
+            out = {m: dims[f"{m}.out"] for m in self.encoders}
+            out = {m: int(d[0]) if isinstance(d, tuple) else int(d) for m, d in out.items()}
+            self.aux_heads = nn.ModuleDict(
+                {t: nn.ModuleDict({m: nn.Linear(d, k) for m, d in out.items()}) for t, k in tasks.items()}
+            )
         for t, k in tasks.items():
             rule = spec.decision if len(head_dims) > 1 else "single"
             desc = {"task": t, "classes": k, "reads": head_keys, "decision": rule}
@@ -170,7 +180,9 @@ class FusionModel(nn.Module):
                 )
         mask = batch.modality_mask
         if self.training and self.modality_dropout > 0:
-            mask = drop_modalities({m: mask[m] for m in self.encoders}, self.modality_dropout)
+            mask = drop_modalities(
+                {m: mask[m] for m in self.encoders}, self.modality_dropout, self.modality_dropout_mode
+            )
         vals: dict[str, Tensor] = {}
         present: dict[str, Tensor] = {}
         for m, enc in self.encoders.items():
@@ -179,6 +191,9 @@ class FusionModel(nn.Module):
             vals[f"{m}.input"] = x.float()
             vals.update({f"{m}.{k}": v for k, v in stages.items()})
             present[m] = p
+        if self.training and self.aux_weight > 0 and len(self.trunks) == 1:
+            real = batch.modality_mask  # before dropout: the encoder always sees its real input
+            self._aux_in = {m: (_pool(vals[f"{m}.out"], "mean"), real[m]) for m in self.encoders}
 
         def read(ref: str, pool: str) -> tuple[Tensor, Tensor]:
             if "." not in ref:
@@ -196,6 +211,12 @@ class FusionModel(nn.Module):
             x, p = read(ref, "mean")
             feats.append(trunk(x))
             pres.append(p)
+        if self.training and self.aux_weight > 0 and len(self.trunks) > 1:  # late: branches before dropout
+            real = batch.modality_mask
+            self._aux_branches = [
+                (trunk(_pool(vals[r], "mean")), real[r.split(".", 1)[0]]) if "." in r else (f, p > 0)
+                for trunk, r, f, p in zip(self.trunks, self.spec.head_refs, feats, pres, strict=True)
+            ]
         return feats, pres
 
     def features(self, batch: Batch) -> Tensor:
@@ -211,7 +232,36 @@ class FusionModel(nn.Module):
             h = feats[0] if len(feats) == 1 else torch.cat(feats, dim=-1)
             self.last_features = h  # heads read slices of h, so gradients w.r.t. h are the real ones
             feats = list(h.split([f.shape[-1] for f in feats], dim=-1))
+        aux = self.training and self.aux_weight > 0
+        self.aux_losses = self._aux_losses(batch, feats, pres) if aux else None
         return {t: head(feats, pres) for t, head in self.heads.items()}
+
+    def _aux_losses(self, batch: Batch, feats: list[Tensor], pres: list[Tensor]) -> dict[str, Tensor]:
+        """aux_weight x the sum over modalities of a per-modality classifier's cross-entropy, on the labeled
+        rows where that modality is present, added to the task loss by the supervised objective. Late
+        fusion: each branch's own head on the branch computed before dropout (a branch is then trained
+        as a unimodal model on every row, so the decision still works when the other modality is gone).
+        Otherwise: a linear head on each encoder's output, on every row with the real input (before
+        dropout). The weak modality is trained even when the strong one wins the fused loss
+        (Gradient-Blending, Wang et al. 2020)."""
+        out = {}
+        for t, head in self.heads.items():
+            if t not in batch.targets:
+                continue
+            if len(feats) > 1:
+                pairs = [
+                    (lin(f), rows) for lin, (f, rows) in zip(head.linears, self._aux_branches, strict=True)
+                ]
+            else:
+                pairs = [(h(self._aux_in[m][0]), self._aux_in[m][1]) for m, h in self.aux_heads[t].items()]
+            total = []
+            for z, rows in pairs:
+                rows = rows & batch.target_mask[t]
+                if rows.any():
+                    total.append(nn.functional.cross_entropy(z[rows], batch.targets[t][rows]))
+            if total:
+                out[t] = self.aux_weight * torch.stack(total).sum()
+        return out
 
     def blocks(self) -> dict[str, nn.Module]:
         """Block key -> module (the unit a search inherits weights by)."""

@@ -35,7 +35,9 @@ class MultiHeadModel(nn.Module):
         if self.training and self.modality_dropout > 0:
             from polymodal.fusion.missing import drop_modalities
 
-            mask = drop_modalities({m: mask[m] for m in self.encoders if m in mask}, self.modality_dropout)
+            mode = getattr(self, "modality_dropout_mode", "independent")
+            present = {m: mask[m] for m in self.encoders if m in mask}
+            mask = drop_modalities(present, self.modality_dropout, mode)
         for modality, encoder in self.encoders.items():
             if modality not in batch.inputs:
                 raise ShapeError(

@@ -58,6 +58,8 @@ def supervised(
 ) -> tuple[Losses, Logs]:
     """Cross-entropy on weakly augmented labeled data only: the baseline every method must beat."""
     losses, _ = supervised_terms(model(views(labeled, "weak", generator)), labeled, lambda k: None)
+    aux = getattr(model, "aux_losses", None) or {}  # FusionModel's per-modality heads (model.aux_loss)
+    losses = {t: v + aux[t] if t in aux else v for t, v in losses.items()}
     return losses, {f"sup_{t}": v.detach() for t, v in losses.items()} if len(losses) > 1 else {}
 
 
