@@ -102,6 +102,8 @@ def build_model(cfg: Config, data: RunData, views: Views, device: torch.device) 
     mc = cfg.model
     if mc.fusion is None and mc.aux_loss > 0:
         raise ConfigError("model.aux_loss needs a fusion graph (model.fusion); set it or drop aux_loss")
+    if mc.aux_loss > 0 and cfg.method != "supervised":  # only `supervised` adds the auxiliary term yet
+        raise ConfigError(f"model.aux_loss is only used by method 'supervised', not '{cfg.method}'")
     if mc.fusion is None:
         model = MultiHeadModel(encoders, data.tasks, mc.head_dropout, mc.modality_dropout).to(device)
         model.modality_dropout_mode = mc.modality_dropout_mode
