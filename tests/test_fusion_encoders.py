@@ -6,20 +6,25 @@ import torch
 from polymodal.fusion import FusionModel, FusionSpec, Tap, fuse
 from polymodal.models import ENCODERS, create_encoder
 
-# name -> (small options, example input, lengths or None)
+# name -> (small options, example input, lengths or None); fixed inputs, so no test depends on RNG order
+_g = torch.Generator().manual_seed(0)
 EXAMPLES = {
-    "cnn28": ({"width": 4, "out_dim": 8}, torch.rand(2, 1, 28, 28), None),
-    "lenet": ({"c1": 4, "c2": 4, "out_dim": 8}, torch.rand(2, 1, 28, 28), None),
-    "audio_cnn": ({"n_mels": 20, "width": 4, "out_dim": 8}, torch.randn(2, 20, 30), torch.tensor([30, 17])),
-    "wave_cnn": ({"width": 4, "out_dim": 8}, torch.randn(2, 4000), torch.tensor([4000, 2500])),
-    "tabular_mlp": ({"in_dim": 5, "hidden": [8, 8], "out_dim": 8}, torch.randn(2, 5), None),
+    "cnn28": ({"width": 4, "out_dim": 8}, torch.rand(2, 1, 28, 28, generator=_g), None),
+    "lenet": ({"c1": 4, "c2": 4, "out_dim": 8}, torch.rand(2, 1, 28, 28, generator=_g), None),
+    "audio_cnn": (
+        {"n_mels": 20, "width": 4, "out_dim": 8},
+        torch.randn(2, 20, 30, generator=_g),
+        torch.tensor([30, 17]),
+    ),
+    "wave_cnn": ({"width": 4, "out_dim": 8}, torch.randn(2, 4000, generator=_g), torch.tensor([4000, 2500])),
+    "tabular_mlp": ({"in_dim": 5, "hidden": [8, 8], "out_dim": 8}, torch.randn(2, 5, generator=_g), None),
     "text_cnn": (
         {"vocab_size": 50, "embed_dim": 8, "width": 8, "out_dim": 8},
-        torch.randint(1, 50, (2, 12)),
+        torch.randint(1, 50, (2, 12), generator=_g),
         torch.tensor([12, 7]),
     ),
-    "wrn": ({"depth": 10, "widen": 1}, torch.rand(2, 3, 32, 32), None),
-    "wrn28_2": ({}, torch.rand(2, 3, 32, 32), None),
+    "wrn": ({"depth": 10, "widen": 1}, torch.rand(2, 3, 32, 32, generator=_g), None),
+    "wrn28_2": ({}, torch.rand(2, 3, 32, 32, generator=_g), None),
 }
 
 
