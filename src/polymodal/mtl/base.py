@@ -103,6 +103,30 @@ def host_gram(gram: Tensor) -> np.ndarray:
     return gram.detach().to("cpu", torch.float64).numpy()
 
 
+class LossWeighting(Balancer):
+    """Methods that only rescale the losses: ``Σ_t w_t L_t``, one backward, then ``observe``."""
+
+    def loss_weights(self, vec: Tensor, step: int) -> Tensor:
+        raise NotImplementedError
+
+    def observe(self, vec: Tensor, step: int) -> None:
+        """Hook for methods that keep a loss history (DWA); called after the backward pass."""
+
+    def backward(
+        self,
+        losses: dict[str, Tensor],
+        shared: Params,
+        step: int,
+        heads: Params = (),
+        features: Tensor | None = None,
+    ) -> Tensor:
+        vec = self.stack(losses)
+        total = (self.loss_weights(vec, step).to(vec) * vec).sum()
+        total.backward()
+        self.observe(vec, step)
+        return total.detach()
+
+
 class GradientBalancer(Balancer):
     """Per-task gradients of the shared parameters → task weights ``w`` → shared grad ``Σ w_t g_t``.
 

@@ -15,11 +15,11 @@ import torch
 from torch import Tensor
 
 from polymodal.errors import ConfigError
-from polymodal.mtl.base import BALANCERS, Balancer, Params
+from polymodal.mtl.base import BALANCERS, LossWeighting
 
 
 @BALANCERS.register("dwa")
-class DynamicWeightAverage(Balancer):
+class DynamicWeightAverage(LossWeighting):
     needs_all_tasks = True
 
     def __init__(self, tasks: Sequence[str], seed: int = 0, temperature: float = 2.0, period: int = 100):
@@ -46,16 +46,5 @@ class DynamicWeightAverage(Balancer):
             self.running.zero_()
             self.periods += 1
 
-    def backward(
-        self,
-        losses: dict[str, Tensor],
-        shared: Params,
-        step: int,
-        heads: Params = (),
-        features: Tensor | None = None,
-    ) -> Tensor:
-        vec = self.stack(losses)
-        total = (self.weights().to(vec.dtype) * vec).sum()
-        total.backward()
-        self.observe(vec, step)
-        return total.detach()
+    def loss_weights(self, vec: Tensor, step: int) -> Tensor:
+        return self.weights()

@@ -10,25 +10,15 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from polymodal.mtl.base import BALANCERS, Balancer, Params
+from polymodal.mtl.base import BALANCERS, LossWeighting
 
 
 @BALANCERS.register("rlw")
-class RandomLossWeighting(Balancer):
+class RandomLossWeighting(LossWeighting):
     needs_all_tasks = True
 
     def weights(self, step: int) -> Tensor:
         return torch.softmax(torch.randn(len(self.tasks), generator=self.generator(step)), dim=0)
 
-    def backward(
-        self,
-        losses: dict[str, Tensor],
-        shared: Params,
-        step: int,
-        heads: Params = (),
-        features: Tensor | None = None,
-    ) -> Tensor:
-        vec = self.stack(losses)
-        total = (self.weights(step).to(vec.device) * vec).sum()
-        total.backward()
-        return total.detach()
+    def loss_weights(self, vec: Tensor, step: int) -> Tensor:
+        return self.weights(step)
