@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -24,9 +26,22 @@ def machine() -> str:
 
 
 def run_all(jobs: list[tuple[Path, str, list[str]]], parallel: int) -> dict[Path, dict]:
-    """Run ``polymodal train CONFIG --set ... --out RUN`` for each job, ``parallel`` at a time."""
+    """Run ``polymodal train CONFIG --set ... --out RUN`` for each job, ``parallel`` at a time.
+
+    A run that already finished with the same config (file name and content) and overrides
+    (``RUN.cmd`` beside it says which) is reused, so an interrupted benchmark continues where it stopped.
+    """
+    key = lambda config, sets: [config, hashlib.sha256(Path(config).read_bytes()).hexdigest(), sets]  # noqa: E731
     env = {**os.environ, "PYTHONPATH": str(REPO / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    pending, running, results = list(jobs), [], {}
+    pending, running, results = [], [], {}
+    for run, config, sets in jobs:
+        cmd = run.parent / f"{run.name}.cmd"
+        same = cmd.is_file() and json.loads(cmd.read_text()) == key(config, sets)
+        if same and (run / "summary.json").is_file():
+            results[run] = json.loads((run / "summary.json").read_text())
+            print(f"reused {run.name}: test error {100 * results[run]['test_error']:.2f}%", flush=True)
+        else:
+            pending.append((run, config, sets))
     while pending or running:
         while pending and len(running) < parallel:
             run, config, sets = pending.pop(0)
@@ -34,6 +49,8 @@ def run_all(jobs: list[tuple[Path, str, list[str]]], parallel: int) -> dict[Path
             for s in sets:
                 args += ["--set", s]
             run.parent.mkdir(parents=True, exist_ok=True)
+            shutil.rmtree(run, ignore_errors=True)
+            (run.parent / f"{run.name}.cmd").write_text(json.dumps(key(config, sets)))
             log = open(run.parent / f"{run.name}.log", "w")  # noqa: SIM115 - closed when the job ends
             running.append((run, subprocess.Popen(args, env=env, stdout=log, stderr=log), log, time.time()))
             print(f"started {run.name}", flush=True)

@@ -21,7 +21,7 @@ NOISE = "{op: gain, min_db: -6, max_db: 6}, {op: noise, min_snr_db: 10, max_snr_
 SPEC = "{op: spec_augment, freq_masks: 2, freq_width: 6, time_masks: 2, time_width: 8}"
 DATASETS = {
     "mnist": {
-        "config": "configs/mnist100_uda.yaml",
+        "config": {"gpu": "configs/mnist100_uda.yaml", "cpu": "configs/mnist100_cpu.yaml"},
         "modality": "image",
         "few": "10 labels / class",
         "rows": {
@@ -31,7 +31,7 @@ DATASETS = {
         },
     },
     "fsdd": {
-        "config": "configs/fsdd_uda.yaml",
+        "config": {"gpu": "configs/fsdd_uda.yaml", "cpu": "configs/fsdd_cpu.yaml"},
         "modality": "audio",
         "few": "5 labels / class",
         "rows": {
@@ -44,8 +44,8 @@ DATASETS = {
 COLUMNS = ("supervised, all labels", "UDA, few labels")
 
 
-def jobs_for(name: str, spec: dict, sets: list[str], seeds: list[int], runs: Path) -> list:
-    m, jobs = spec["modality"], []
+def jobs_for(name: str, spec: dict, sets: list[str], seeds: list[int], runs: Path, budget: str) -> list:
+    m, jobs, config = spec["modality"], [], str(REPO / spec["config"][budget])
     for r, (row, aug) in enumerate(spec["rows"].items()):
         for col in COLUMNS:
             if col.startswith("supervised"):
@@ -54,9 +54,7 @@ def jobs_for(name: str, spec: dict, sets: list[str], seeds: list[int], runs: Pat
                 extra = ["method=uda", f"augment.{m}.strong={aug}"]
             for seed in seeds:
                 tag = f"{name}-row{r}-{'sup' if col.startswith('sup') else 'uda'}-seed{seed}"
-                jobs.append(
-                    (runs / tag, str(REPO / spec["config"]), [*sets, *extra, f"seed={seed}"], (row, col))
-                )
+                jobs.append((runs / tag, config, [*sets, *extra, f"seed={seed}"], (row, col)))
     return jobs
 
 
@@ -64,14 +62,14 @@ def main() -> None:
     p = parser(__doc__)
     p.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
     args = p.parse_args()
-    runs = Path(args.runs or "runs/bench_ssl_augment")
+    runs = Path(args.runs or f"runs/bench_ssl_augment_{args.budget}")
     sets = common_sets(args)
-    jobs = {n: jobs_for(n, DATASETS[n], sets, args.seeds, runs) for n in args.datasets}
+    jobs = {n: jobs_for(n, DATASETS[n], sets, args.seeds, runs, args.budget) for n in args.datasets}
     flat = [j[:3] for js in jobs.values() for j in js]
     results, wall = run(flat, args.parallel)
 
     lines = header(
-        "Augmentation × supervision (UDA paper Table 1 layout)", args, wall, "ssl_augment_table.py"
+        "Augmentation × supervision (UDA paper Table 1 layout)", args, wall, "ssl_augment_table.py", results
     )
     data: dict = {"wall_s": wall}
     for name, js in jobs.items():
@@ -82,7 +80,7 @@ def main() -> None:
         data[name] = {f"{row} | {col}": c for (row, col), c in cells.items()}
         first = next(iter(cells.values()))
         lines += [
-            f"## {name} (`{spec['config']}`, {first['steps']} steps)",
+            f"## {name} (`{spec['config'][args.budget]}`, {first['steps']} steps)",
             "",
             f"| augmentation | {COLUMNS[0]} | {COLUMNS[1]} ({spec['few']}) |",
             "| --- | --- | --- |",

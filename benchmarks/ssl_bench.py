@@ -18,6 +18,12 @@ def parser(doc: str) -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--steps", type=int, default=None, help="override train.steps of every config")
     p.add_argument("--device", default="auto")
+    p.add_argument(
+        "--budget",
+        choices=("gpu", "cpu"),
+        default="gpu",
+        help="which configs: the GPU-sized ones, or smaller models and budgets for 2 CPU cores",
+    )
     p.add_argument("--parallel", type=int, default=1, help="runs at a time (several fit on one GPU)")
     p.add_argument("--set", dest="sets", action="append", default=[], help="extra KEY=VALUE for every run")
     p.add_argument("--runs", default=None, help="folder for the run directories")
@@ -57,7 +63,9 @@ def cell(runs: list[dict]) -> dict:
     }
 
 
-def header(title: str, args: argparse.Namespace, wall: float, script: str) -> list[str]:
+def header(title: str, args: argparse.Namespace, wall: float, script: str, results: dict) -> list[str]:
+    """The table's preamble; ``results`` are every run's summaries (their own times are summed)."""
+    own = sum(r["seconds"] for r in results.values())
     return [
         f"# {title}",
         "",
@@ -65,7 +73,9 @@ def header(title: str, args: argparse.Namespace, wall: float, script: str) -> li
         f"- Command: `python benchmarks/{script} {' '.join(sys.argv[1:])}`",
         f"- Seeds {args.seeds}; {args.parallel} run(s) at a time on one device (so s / 1k steps includes "
         "sharing it); test error % as mean ± std over seeds",
-        f"- Wall time, all runs: {wall / 60:.1f} min",
+        f"- Wall time of this invocation: {wall / 60:.1f} min; the runs' own times add up to "
+        f"{own / 60:.1f} min (runs an earlier, interrupted invocation finished with the same config are "
+        "reused)",
         "",
     ]
 

@@ -18,9 +18,15 @@ from pathlib import Path
 from common import REPO
 from ssl_bench import cell, common_sets, default_out, header, parser, run, write
 
-DATASETS = {
-    "mnist100": ("configs/mnist100_fixmatch.yaml", "MNIST, 10 labels / class"),
-    "banking77": ("configs/banking77_uda.yaml", "BANKING77, 10 labels / intent"),
+DATASETS = {  # name -> ({budget: config}, column title)
+    "mnist100": (
+        {"gpu": "configs/mnist100_fixmatch.yaml", "cpu": "configs/mnist100_cpu.yaml"},
+        "MNIST, 10 labels / class",
+    ),
+    "banking77": (
+        {"gpu": "configs/banking77_uda.yaml", "cpu": "configs/banking77_cpu.yaml"},
+        "BANKING77, 10 labels / intent",
+    ),
 }
 METHODS = (
     "supervised",
@@ -80,10 +86,11 @@ def main() -> None:
     p.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
     p.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     args = p.parse_args()
-    runs = Path(args.runs or "runs/bench_ssl_methods")
+    runs = Path(args.runs or f"runs/bench_ssl_methods_{args.budget}")
     sets = common_sets(args)
+    config = {d: DATASETS[d][0][args.budget] for d in args.datasets}
     jobs = [
-        (runs / f"{d}-{m}-seed{s}", str(REPO / DATASETS[d][0]), [*sets, f"method={m}", f"seed={s}"], (d, m))
+        (runs / f"{d}-{m}-seed{s}", str(REPO / config[d]), [*sets, f"method={m}", f"seed={s}"], (d, m))
         for d in args.datasets
         for m in args.methods
         for s in args.seeds
@@ -91,8 +98,10 @@ def main() -> None:
     results, wall = run([j[:3] for j in jobs], args.parallel)
     cells = {key: cell([results[j[0]] for j in jobs if j[3] == key]) for key in {j[3] for j in jobs}}
 
-    lines = header("Semi-supervised methods, same engine and budget", args, wall, "ssl_methods_table.py")
-    heads = [f"{DATASETS[d][1]} (`{DATASETS[d][0]}`)" for d in args.datasets]
+    lines = header(
+        "Semi-supervised methods, same engine and budget", args, wall, "ssl_methods_table.py", results
+    )
+    heads = [f"{DATASETS[d][1]} (`{config[d]}`)" for d in args.datasets]
     lines += [
         "| method | " + " | ".join(f"{h}: error % | s / 1k steps" for h in heads) + " |",
         "| --- |" + " --- | --- |" * len(args.datasets),

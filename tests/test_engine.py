@@ -18,7 +18,7 @@ from polymodal.engine.checkpoint import load_checkpoint
 from polymodal.engine.schedule import lr_factor
 from polymodal.engine.trainer import train
 from polymodal.errors import TrainingDiverged
-from polymodal.ssl import objectives
+from polymodal.ssl import make_teacher, objectives
 
 
 def tiny(data_root: Path, **over) -> dict:
@@ -162,3 +162,20 @@ def test_lr_schedules():
     assert lr_factor(110, cfg) == pytest.approx(0.0, abs=1e-12)
     lin = build_config({"train": {"steps": 100, "schedule": "linear"}}).train
     assert lr_factor(25, lin) == pytest.approx(0.75)
+
+
+def test_evaluation_ema_uses_the_teacher_warm_up(data_root, tmp_path, monkeypatch):
+    """`train.ema` is built like the Mean Teacher one (α_n = min(α, 1 − 1/(n+1)), tested in
+    test_ssl_baselines), so a short run does not evaluate weights still near the random init."""
+    import polymodal.engine.trainer as trainer
+
+    decays: list[float] = []
+
+    def spy(model, decay):
+        decays.append(decay)
+        return make_teacher(model, decay)
+
+    monkeypatch.setattr(trainer, "make_teacher", spy)
+    raw = tiny(data_root, method="supervised", **{"train.ema": 0.95, "train.steps": 3})
+    train(build_config(raw), tmp_path, quiet=True)
+    assert decays == [0.95]

@@ -259,3 +259,20 @@ def test_concat_trunk_modality_dropout_and_kept_features() -> None:
     out = fused(batch())["digit"]
     (z,) = torch.autograd.grad(out.sum(), fused.last_features)  # the heads read last_features
     assert fused.last_features.shape == (6, 32) and z.abs().sum() > 0
+
+
+def test_lowrank_missing_input_contributes_the_identity_factor() -> None:
+    """LMF with input 0 missing is the product of the other inputs' factors alone (closed form)."""
+    from polymodal.fusion.ops import LowRank
+
+    op = LowRank([3, 2], width=4, rank=2)
+    x0, x1 = torch.randn(5, 3), torch.randn(5, 2)
+    present = [torch.tensor([1.0, 0, 1, 0, 1]), torch.ones(5)]
+    out = op([x0 * present[0][:, None], x1], present)
+    one = lambda x: torch.cat([x, torch.ones(len(x), 1)], 1)  # noqa: E731
+    f0 = torch.einsum("bd,rdw->brw", one(x0), op.factors[0])
+    f1 = torch.einsum("bd,rdw->brw", one(x1), op.factors[1])
+    both = torch.einsum("brw,r->bw", f0 * f1, op.rank_weights) + op.bias
+    alone = torch.einsum("brw,r->bw", f1, op.rank_weights) + op.bias
+    want = torch.where(present[0][:, None] > 0, both, alone)
+    assert torch.allclose(out, want, atol=1e-6)

@@ -14,7 +14,6 @@ from typing import Any
 import torch
 import yaml
 from torch import nn
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from polymodal.augment.views import Views
 from polymodal.batch import TensorData
@@ -113,11 +112,7 @@ def train(cfg: Config, run_dir: Path, resume: bool = False, quiet: bool = False)
     heads = [p for name, p in model.named_parameters() if name.startswith("heads.")]
     opt = build_optimizer(nn.ModuleList([model, balancer]), tc)
     sched = build_scheduler(opt, tc)
-    ema = (
-        AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(tc.ema), use_buffers=True)
-        if tc.ema is not None
-        else None
-    )
+    ema = make_teacher(model, tc.ema) if tc.ema is not None else None  # same warm-up as a teacher
     objective = METHODS.get(cfg.method)
     teacher_decay = getattr(objective, "teacher_decay", None)  # Mean Teacher, ICT: an EMA teacher
     teacher = make_teacher(model, teacher_decay(cfg)) if teacher_decay is not None else None
