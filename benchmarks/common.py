@@ -25,18 +25,22 @@ def machine() -> str:
     return f"{cpu}, no GPU, torch {torch.__version__}"
 
 
+def _run_key(config: str, sets: list[str]) -> list:
+    """What makes two runs the same: the config's path and content, and the overrides."""
+    return [config, hashlib.sha256(Path(config).read_bytes()).hexdigest(), sets]
+
+
 def run_all(jobs: list[tuple[Path, str, list[str]]], parallel: int) -> dict[Path, dict]:
     """Run ``polymodal train CONFIG --set ... --out RUN`` for each job, ``parallel`` at a time.
 
     A run that already finished with the same config (file name and content) and overrides
     (``RUN.cmd`` beside it says which) is reused, so an interrupted benchmark continues where it stopped.
     """
-    key = lambda config, sets: [config, hashlib.sha256(Path(config).read_bytes()).hexdigest(), sets]  # noqa: E731
     env = {**os.environ, "PYTHONPATH": str(REPO / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
     pending, running, results = [], [], {}
     for run, config, sets in jobs:
         cmd = run.parent / f"{run.name}.cmd"
-        same = cmd.is_file() and json.loads(cmd.read_text()) == key(config, sets)
+        same = cmd.is_file() and json.loads(cmd.read_text()) == _run_key(config, sets)
         if same and (run / "summary.json").is_file():
             results[run] = json.loads((run / "summary.json").read_text())
             print(f"reused {run.name}: test error {100 * results[run]['test_error']:.2f}%", flush=True)
@@ -50,7 +54,7 @@ def run_all(jobs: list[tuple[Path, str, list[str]]], parallel: int) -> dict[Path
                 args += ["--set", s]
             run.parent.mkdir(parents=True, exist_ok=True)
             shutil.rmtree(run, ignore_errors=True)
-            (run.parent / f"{run.name}.cmd").write_text(json.dumps(key(config, sets)))
+            (run.parent / f"{run.name}.cmd").write_text(json.dumps(_run_key(config, sets)))
             log = open(run.parent / f"{run.name}.log", "w")  # noqa: SIM115 - closed when the job ends
             running.append((run, subprocess.Popen(args, env=env, stdout=log, stderr=log), log, time.time()))
             print(f"started {run.name}", flush=True)

@@ -92,7 +92,7 @@ class TrainConfig(_Strict):
     weight_decay: float = Field(5e-4, ge=0.0)
     schedule: Literal["cosine", "linear", "constant"] = "cosine"
     warmup_steps: int = Field(0, ge=0)
-    ema: float | None = Field(None, ge=0.0, lt=1.0)  # EMA decay of weights used for evaluation
+    ema: float | None = Field(None, ge=0.0, lt=1.0)  # decay of the evaluated EMA (warm-up: ssl/teacher.py)
     eval_every: int = Field(500, gt=0)
     checkpoint_every: int = Field(500, gt=0)
     log_every: int = Field(50, gt=0)
