@@ -42,7 +42,8 @@ def used_parameters(run: Path) -> int:
     """Parameters that get a gradient (encoder stages a fusion graph never reads are not counted)."""
     from polymodal.engine.evaluate import load_run
 
-    _, data, views, model, _ = load_run(run)
+    loaded = load_run(run)
+    data, views, model = loaded.data, loaded.views, loaded.model
     model.train()
     b = views(data.test.batch(torch.arange(4)), "clean", torch.Generator().manual_seed(0))
     sum(z.sum() for z in model(b).values()).backward()
@@ -109,7 +110,7 @@ def main() -> None:
     torch.set_num_threads(1)
     from polymodal.data import BUILDERS, load_dataset
     from polymodal.data.files import cache_dir, resolve_root
-    from polymodal.fusion.missing import evaluate_run_missing
+    from polymodal.engine.evaluate import evaluate_run
 
     if not (cache_dir("avmnist") / "SHA256SUMS").is_file():
         BUILDERS.get("avmnist")(resolve_root(None))
@@ -141,7 +142,7 @@ def main() -> None:
     rows = {}
     for name, cfg in VARIANTS.items():
         runs = [out / f"{cfg}-s{seed}" for seed in args.seeds]
-        res = [evaluate_run_missing(r) for r in runs]
+        res = [evaluate_run(r) for r in runs]
 
         def acc(case: str, res: list[dict] = res) -> list[float]:
             return [100 * x[case]["digit"]["accuracy"] for x in res if case in x]

@@ -1,9 +1,9 @@
 """Time per training step and peak memory of every multi-task method, relative to equal weights.
 
-Replays the engine's step (batch, views, objective, balancer.backward, optimizer step) for one model
-per method, interleaving methods round by round so load from other processes hits all alike; the
-median over rounds is reported. Peak memory: growth of the process's max RSS over the steps, each
-method in a fresh subprocess (CPU has no allocator counter like ``torch.cuda.max_memory_allocated``).
+Runs the engine's own step (`polymodal.engine.run.train_step`) for one model per method, interleaving
+methods round by round so load from other processes hits all alike; the median over rounds is reported.
+Peak memory: growth of the process's max RSS over the steps, each method in a fresh subprocess (CPU
+has no allocator counter like ``torch.cuda.max_memory_allocated``).
 ``--tasks 4`` adds two synthetic FSDD tasks (digit parity, digit < 5) to the digit + speaker model.
 
     python benchmarks/mtl_step_time.py --config configs/multitask_fsdd_equal.yaml --tasks 2 4 \
@@ -21,74 +21,40 @@ import sys
 import time
 from pathlib import Path
 
-from torch import nn
-
-from polymodal.augment.views import Views
 from polymodal.batch import TensorData
 from polymodal.config import load_config
-from polymodal.engine.build import build_data, build_model
-from polymodal.engine.runtime import select_device, set_determinism, step_generator
-from polymodal.engine.schedule import build_optimizer
-from polymodal.engine.trainer import EpochSampler
-from polymodal.mtl import multitask_from_config
-from polymodal.ssl import METHODS
+from polymodal.engine.build import build_data
+from polymodal.engine.run import build_run, train_step
+from polymodal.engine.runtime import select_device
+from polymodal.mtl import BALANCERS, gradient_methods
 
-REUSABLE = ("mgda", "pcgrad", "cagrad", "imtl_g")  # gradient methods that can reuse weights every k steps
-METHODS_ALL = ["equal", "uncertainty", "dwa", "gradnorm", "rlw", "mgda", "pcgrad", "cagrad", "imtl_g"]
+METHODS_ALL = ["equal", *(m for m in BALANCERS.names() if m != "equal")]
 
 
 class Stepper:
-    """One method's model, optimizer and balancer, stepping exactly as the engine's loop does."""
+    """One method's run, stepped by the engine's own `train_step`."""
 
     def __init__(self, config: str, method: str, tasks: int, sets: list[str]) -> None:
         sets = [*sets, f"multitask.weighting={method}"]
-        if method not in REUSABLE:
+        if method not in gradient_methods():  # only gradient methods reuse weights every k steps
             sets = [s for s in sets if not s.startswith("multitask.recompute_every")]
         cfg = load_config(config, sets)
-        set_determinism(cfg.seed, False, cfg.train.threads)
-        self.cfg, self.device = cfg, select_device(cfg.train.device)
-        data = build_data(cfg, None, self.device)
+        data = build_data(cfg, None, select_device(cfg.train.device))
         if tasks == 4:  # two synthetic tasks read off the digit label
-            d = data.labeled.targets["digit"]
-            extra = {"parity": d % 2, "low": (d < 5).long()}
-            data.labeled = TensorData(
-                data.labeled.inputs, {**data.labeled.targets, **extra}, data.labeled.lengths
-            )
-            data.test = TensorData(
-                data.test.inputs,
-                {
-                    **data.test.targets,
-                    "parity": data.test.targets["digit"] % 2,
-                    "low": (data.test.targets["digit"] < 5).long(),
-                },
-                data.test.lengths,
-            )
+            for split in ("labeled", "test"):
+                d = getattr(data, split)
+                y = d.targets["digit"]
+                extra = {"parity": y % 2, "low": (y < 5).long()}
+                setattr(data, split, TensorData(d.inputs, {**d.targets, **extra}, d.lengths))
             data.tasks = {**data.tasks, "parity": 2, "low": 2}
-        self.data = data
-        self.views = Views({m: v.model_dump() for m, v in cfg.augment.items()}, data.bundle.modalities)
-        self.model = build_model(cfg, data, self.views, self.device)
-        self.balancer, _ = multitask_from_config(cfg, self.model, data.labeled, self.device)
-        self.shared = [p for n, p in self.model.named_parameters() if not n.startswith("heads.")]
-        self.heads = [p for n, p in self.model.named_parameters() if n.startswith("heads.")]
-        self.opt = build_optimizer(nn.ModuleList([self.model, self.balancer]), cfg.train)
-        self.sampler = EpochSampler(len(data.labeled), cfg.data.batch_size, cfg.seed, self.device)
-        self.objective = METHODS.get(cfg.method)
+        self.run = build_run(cfg, None, data=data)
         self.step = 0
 
-    def run(self, n: int) -> float:
+    def steps(self, n: int) -> float:
         """Seconds per step over ``n`` steps."""
         t0 = time.perf_counter()
         for _ in range(n):
-            s, cfg = self.step, self.cfg
-            g = step_generator(cfg.seed, s, self.device)
-            labeled = self.data.labeled.batch(self.sampler(s))
-            losses, _ = self.objective(self.model, labeled, None, self.views, 0.5, cfg, g)
-            self.opt.zero_grad(set_to_none=True)
-            self.balancer.backward(
-                losses, self.shared, s, heads=self.heads, features=self.model.last_features
-            )
-            self.model.last_features = None
-            self.opt.step()
+            train_step(self.run, self.step)
             self.step += 1
         return (time.perf_counter() - t0) / n
 
@@ -121,11 +87,11 @@ def measure(
 ) -> dict[str, dict[str, float]]:
     steppers = {m: Stepper(config, m, tasks, sets) for m in methods}
     for s in steppers.values():
-        s.run(3)  # warm-up
+        s.steps(3)  # warm-up
     times: dict[str, list[float]] = {m: [] for m in methods}
     for _ in range(rounds):
         for m, s in steppers.items():
-            times[m].append(s.run(steps))
+            times[m].append(s.steps(steps))
     res = {m: {"ms": 1000 * statistics.median(t)} for m, t in times.items()}
     if memory:
         for m in methods:
@@ -154,7 +120,7 @@ def main() -> None:
     if args.memory_of:
         s = Stepper(args.config, args.memory_of, args.tasks[0], sets)
         before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        s.run(args.steps)
+        s.steps(args.steps)
         print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024)
         return
     out = {}

@@ -27,9 +27,12 @@ from pathlib import Path
 
 from common import REPO, machine, mean_std, run_all
 
+from polymodal.mtl import BALANCERS
+
 MM = "configs/multitask_multimnist_equal.yaml"
 FSDD = "configs/multitask_fsdd_equal.yaml"
-METHODS = ["equal", "uncertainty", "dwa", "gradnorm", "rlw", "mgda", "pcgrad", "cagrad", "imtl_g"]
+# every registered weighting, equal weights (the baseline of Δm) first
+METHODS = ["equal", *(m for m in BALANCERS.names() if m != "equal")]
 ONE_LABEL = {  # dataset -> (config, overrides, steps of method one, per-task batch, eval every)
     "multimnist": (MM, [], 1000, 64, 100),
     "fsdd": (FSDD, [], 150, 16, 25),
@@ -128,10 +131,7 @@ def main() -> None:
             method("equal", seed, sw, "sweep-"),
         ]
         jobs += one_label("multimnist", seed)
-        jobs += [
-            method(m, seed, sw, "sweep-")
-            for m in ("pcgrad", "cagrad", "mgda", "imtl_g", "gradnorm", "uncertainty", "dwa", "rlw")
-        ]
+        jobs += [method(m, seed, sw, "sweep-") for m in METHODS[1:]]
         jobs += one_label("fsdd", seed)
     extra_runs = [
         single(t, seed, args.steps) for seed in args.seeds for t in ("left", "right")

@@ -18,6 +18,8 @@ from pathlib import Path
 from common import REPO
 from ssl_bench import cell, common_sets, default_out, header, parser, run, write
 
+from polymodal.ssl import METHODS as METHODS_REGISTRY
+
 DATASETS = {  # name -> ({budget: config}, column title)
     "mnist100": (
         {"gpu": "configs/mnist100_fixmatch.yaml", "cpu": "configs/mnist100_cpu.yaml"},
@@ -28,17 +30,8 @@ DATASETS = {  # name -> ({budget: config}, column title)
         "BANKING77, 10 labels / intent",
     ),
 }
-METHODS = (
-    "supervised",
-    "uda",
-    "pi_model",
-    "mean_teacher",
-    "vat",
-    "pseudo_label",
-    "ict",
-    "mixmatch",
-    "fixmatch",
-)
+# every registered method, supervised-only and UDA first (the rows the table compares against)
+METHODS = ("supervised", "uda", *(m for m in METHODS_REGISTRY.names() if m not in ("supervised", "uda")))
 PUBLISHED = "Published MNIST-100 error % for reference: VAT 1.36, Ladder network 1.06 (different models)."
 
 

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from polymodal.augment.features import log_mel_spectrogram
 from polymodal.data import load_dataset
 from polymodal.data.avmnist import FILES, _pair, build_avmnist, load_avmnist
 from polymodal.data.fsdd import load_fsdd
 from polymodal.errors import ConfigError, DataError
+from polymodal.signal import log_mel_spectrogram
 
 TINY = {
     "n_train": 120,
@@ -109,7 +109,7 @@ def test_fusion_config_trains_and_eval_reports_each_missing_modality(
     capsys.readouterr()
     from polymodal.engine.evaluate import load_run
 
-    trained = load_run(run, str(data_root))[3]  # the config's dropout scheme and auxiliary heads are used
+    trained = load_run(run, str(data_root)).model  # the config's dropout scheme and auxiliary heads are used
     assert trained.modality_dropout_mode == "one" and trained.aux_weight == 1.0
     assert main(["eval", str(run), "--data-root", str(data_root)]) == 0
     lines = capsys.readouterr().out.splitlines()

@@ -1,5 +1,6 @@
 """The engine: run files, exact resume after SIGKILL, NaN stop, EMA, bf16, eval, schedules."""
 
+import dataclasses
 import json
 import os
 import signal
@@ -18,7 +19,7 @@ from polymodal.engine.checkpoint import load_checkpoint
 from polymodal.engine.schedule import lr_factor
 from polymodal.engine.trainer import train
 from polymodal.errors import TrainingDiverged
-from polymodal.ssl import make_teacher, objectives
+from polymodal.ssl import METHODS, Terms, make_teacher
 
 
 def tiny(data_root: Path, **over) -> dict:
@@ -120,13 +121,13 @@ def test_resume_after_sigkill_matches_uninterrupted_run(data_root, tmp_path):
 
 
 def test_nan_loss_stops_with_clear_message_and_keeps_last_good_checkpoint(data_root, tmp_path, monkeypatch):
-    real = objectives.METHODS.get("supervised")
+    real = METHODS.get("supervised")
 
-    def poisoned(model, labeled, unlabeled, views, progress, cfg, generator):
-        losses, logs = real(model, labeled, unlabeled, views, progress, cfg, generator)
-        return {t: v * float("nan") if progress >= 0.5 else v for t, v in losses.items()}, logs
+    def poisoned(model, labeled, unlabeled, views, progress, options, generator):
+        losses, logs, feats = real.objective(model, labeled, unlabeled, views, progress, options, generator)
+        return Terms({t: v * float("nan") if progress >= 0.5 else v for t, v in losses.items()}, logs, feats)
 
-    monkeypatch.setitem(objectives.METHODS._items, "supervised", poisoned)
+    monkeypatch.setitem(METHODS._items, "supervised", dataclasses.replace(real, objective=poisoned))
     raw = tiny(
         data_root,
         method="supervised",
@@ -167,7 +168,7 @@ def test_lr_schedules():
 def test_evaluation_ema_uses_the_teacher_warm_up(data_root, tmp_path, monkeypatch):
     """`train.ema` is built like the Mean Teacher one (α_n = min(α, 1 − 1/(n+1)), tested in
     test_ssl_baselines), so a short run does not evaluate weights still near the random init."""
-    import polymodal.engine.trainer as trainer
+    import polymodal.engine.run as engine_run
 
     decays: list[float] = []
 
@@ -175,7 +176,7 @@ def test_evaluation_ema_uses_the_teacher_warm_up(data_root, tmp_path, monkeypatc
         decays.append(decay)
         return make_teacher(model, decay)
 
-    monkeypatch.setattr(trainer, "make_teacher", spy)
+    monkeypatch.setattr(engine_run, "make_teacher", spy)
     raw = tiny(data_root, method="supervised", **{"train.ema": 0.95, "train.steps": 3})
     train(build_config(raw), tmp_path, quiet=True)
     assert decays == [0.95]

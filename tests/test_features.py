@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from polymodal.augment.features import log_mel_spectrogram, mel_filterbank
+from polymodal.signal import log_mel_spectrogram, mel_filterbank
 
 
 def ref_filterbank(n_fft: int, n_mels: int, sr: float, f_min: float, f_max: float) -> np.ndarray:

@@ -186,16 +186,16 @@ def test_modality_dropout_mode_is_checked_by_the_config() -> None:
 
 
 def test_aux_loss_trains_each_encoder_alone_and_is_added_by_the_objective() -> None:
-    from polymodal.ssl.objectives import METHODS
+    from polymodal.ssl import METHODS
+    from polymodal.ssl.method import aux_terms
 
     spec = FusionSpec.of(fuse([Tap("image"), Tap("audio")], op="lowrank", width=8))
-    assert model(spec).aux_losses is None and not hasattr(model(spec), "aux_heads")
+    assert model(spec).train()(batch(8)).aux == {} and not hasattr(model(spec), "aux_heads")
     m = model(spec, aux_loss=0.5).train()
     assert {"aux_heads.digit.image.weight", "aux_heads.digit.audio.weight"} <= set(m.state_dict())
     b = batch(8)
-    m(b)
-    aux = m.aux_losses["digit"]
-    x = {k: m._aux_in[k][0] for k in ("image", "audio")}
+    aux = aux_terms(m(b), b)["digit"]
+    x = {k: m.encoders[k](b.inputs[k]) for k in ("image", "audio")}  # each encoder's real output
     want = 0.5 * sum(
         torch.nn.functional.cross_entropy(m.aux_heads["digit"][k](x[k]), b.targets["digit"]) for k in x
     )
@@ -205,36 +205,44 @@ def test_aux_loss_trains_each_encoder_alone_and_is_added_by_the_objective() -> N
         grads = [q.grad for k, q in m.named_parameters() if k.startswith(name)]
         assert all(g is not None for g in grads) and any(g.abs().sum() > 0 for g in grads)
     fused = torch.nn.functional.cross_entropy(m(b)["digit"], b.targets["digit"])
-    losses, _ = METHODS.get("supervised")(m, b, None, lambda x, kind, g: x, 0.0, None, None)
-    assert torch.allclose(losses["digit"], fused + m.aux_losses["digit"])
+    supervised = METHODS.get("supervised").objective
+    losses, _, _ = supervised(m, b, None, lambda x, kind, g: x, 0.0, None, None)
+    assert torch.allclose(losses["digit"], fused + aux_terms(m(b), b)["digit"])
     m.eval()
-    m(b)
-    assert m.aux_losses is None  # training only
+    assert m(b).aux == {}  # training only
 
 
 def test_aux_loss_of_late_fusion_trains_each_branch_logits_on_the_label() -> None:
+    from polymodal.ssl.method import aux_terms
+
     late = model(FusionSpec.of(Tap("image"), Tap("audio"), decision="mean"), aux_loss=1.0).train()
     assert not hasattr(late, "aux_heads")  # the branch heads are the per-modality classifiers
     b = batch(8)
-    late(b)
-    feats, _ = late._branches(b)
+    aux = aux_terms(late(b), b)["digit"]
+    feats, _, _ = late._branches(b)
     y = b.targets["digit"]
     want = sum(
         torch.nn.functional.cross_entropy(h(f), y)
         for h, f in zip(late.heads["digit"].linears, feats, strict=True)
     )
-    assert torch.allclose(late.aux_losses["digit"], want)
-    late.aux_losses["digit"].backward()
+    assert torch.allclose(aux, want)
+    aux.backward()
     assert late.heads["digit"].linears[1][1].weight.grad.abs().sum() > 0  # the audio branch's head trains
     # with modality dropout, each branch is still trained on every row, from its input before dropout
-    late = model(FusionSpec.of(Tap("image"), Tap("audio")), aux_loss=1.0, modality_dropout=0.9).train()
-    late.modality_dropout_mode = "one"
+    spec = FusionSpec.of(Tap("image"), Tap("audio"))
+    late = model(spec, aux_loss=1.0, modality_dropout=0.9, modality_dropout_mode="one").train()
     torch.manual_seed(0)
-    feats, pres = late._branches(b)
+    feats, pres, _ = late._branches(b)
     dropped = [(p == 0) for p in pres]
     assert any(d.any() for d in dropped)  # the fused path lost some rows' modalities ...
-    for (f, rows), d in zip(late._aux_branches, dropped, strict=True):
-        assert rows.all() and (f[d].abs().sum(1) > 0).all()  # ... the auxiliary branches did not
+    torch.manual_seed(0)
+    out = late(b)
+    late.modality_dropout = 0.0
+    full, _, _ = late._branches(b)  # the branches with nothing dropped
+    heads = late.heads["digit"].linears
+    for (z, rows), f, h, d in zip(out.aux["digit"], full, heads, dropped, strict=True):
+        assert rows.all() and torch.allclose(z, h(f), atol=1e-6)  # ... the auxiliary branches did not
+        assert (f[d].abs().sum(1) > 0).all()
 
 
 def test_features_is_the_shared_representation() -> None:
@@ -255,10 +263,9 @@ def test_concat_trunk_modality_dropout_and_kept_features() -> None:
     m.eval()
     assert not (m.features(batch(32)) == 0).all(1).any()
     fused = model(FusionSpec.of(Tap("image"), Tap("audio"), decision="learned"))
-    fused.keep_features = True
-    out = fused(batch())["digit"]
-    (z,) = torch.autograd.grad(out.sum(), fused.last_features)  # the heads read last_features
-    assert fused.last_features.shape == (6, 32) and z.abs().sum() > 0
+    out = fused(batch())
+    (z,) = torch.autograd.grad(out["digit"].sum(), out.features)  # the heads read out.features
+    assert out.features.shape == (6, 32) and z.abs().sum() > 0
 
 
 def test_lowrank_missing_input_contributes_the_identity_factor() -> None:

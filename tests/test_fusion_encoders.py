@@ -25,6 +25,21 @@ EXAMPLES = {
     ),
     "wrn": ({"depth": 10, "widen": 1}, torch.rand(2, 3, 32, 32, generator=_g), None),
     "wrn28_2": ({}, torch.rand(2, 3, 32, 32, generator=_g), None),
+    "sincnet": (
+        {"sinc_filters": 8, "conv_widths": [6, 6], "out_dim": 8},
+        torch.randn(2, 2000, generator=_g),
+        torch.tensor([2000, 1200]),
+    ),
+    "xvector": (
+        {"widths": [8, 8, 8, 8, 12], "embed_dim": 8, "out_dim": 8},
+        torch.randn(2, 2000, generator=_g),
+        torch.tensor([2000, 1200]),
+    ),
+    "sinc_xvector": (
+        {"sinc_filters": 8, "conv_widths": [6, 6], "widths": [8, 8, 8, 8, 12], "embed_dim": 8, "out_dim": 8},
+        torch.randn(2, 2000, generator=_g),
+        torch.tensor([2000, 1200]),
+    ),
 }
 
 

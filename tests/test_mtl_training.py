@@ -19,7 +19,7 @@ from polymodal.models import create_encoder
 from polymodal.models.multihead import MultiHeadModel
 from polymodal.mtl import build_balancer
 from polymodal.mtl.sampling import TaskBatches, task_probabilities
-from polymodal.ssl.objectives import supervised_terms
+from polymodal.ssl.method import supervised_terms
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -1,5 +1,6 @@
 """The seven baselines: each one's defining property, and one training step of each."""
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -14,19 +15,18 @@ from polymodal.engine.trainer import train
 from polymodal.errors import ConfigError
 from polymodal.models import create_encoder
 from polymodal.models.multihead import MultiHeadModel
-from polymodal.ssl import METHODS, NEEDS_UNLABELED, make_teacher, objectives
+from polymodal.ssl import METHODS, make_teacher
 from polymodal.ssl.common import forward_with, mix, sample_beta, sharpen
-from polymodal.ssl.fixmatch import fixmatch_consistency
 from polymodal.ssl.ict import ict_targets
+from polymodal.ssl.method import confident_hard_label_ce
 from polymodal.ssl.mixmatch import guess_labels, mixmatch_lambda
-from polymodal.ssl.pseudo_label import pseudo_label_loss
 from polymodal.ssl.vat import vat_perturbation
 
 BASELINES = ("pi_model", "mean_teacher", "vat", "pseudo_label", "ict", "mixmatch", "fixmatch")
 
 
 def test_registered_need_unlabeled_and_have_validated_config_sections():
-    assert set(BASELINES) <= set(METHODS.names()) and set(BASELINES) <= NEEDS_UNLABELED
+    assert set(BASELINES) <= set(METHODS.names()) and all(METHODS.get(m).unlabeled for m in BASELINES)
     cfg = build_config({"method": "mixmatch", "mixmatch": {"T": 0.3, "K": 3}, "vat": {"eps": 1.5}})
     assert cfg.mixmatch.T == 0.3 and cfg.mixmatch.K == 3 and cfg.vat.eps == 1.5
     with pytest.raises(ConfigError, match=r"^fixmatch.tau: unknown key; allowed: threshold, weight$"):
@@ -38,17 +38,17 @@ def test_registered_need_unlabeled_and_have_validated_config_sections():
 def test_fixmatch_masks_on_weak_confidence_and_uses_hard_labels():
     weak = torch.tensor([[3.0, 0.0], [0.0, 0.0]], requires_grad=True)  # confidences 0.9526, 0.5
     strong = torch.tensor([[0.0, 0.0], [1.0, 0.0]], requires_grad=True)
-    loss, mask = fixmatch_consistency(weak, strong, threshold=0.95)
+    loss, mask = confident_hard_label_ce(weak, strong, threshold=0.95)
     assert mask.tolist() == [True, False]
     assert loss.item() == pytest.approx(math.log(2) / 2, abs=1e-6)  # hard label 0, mean over both rows
     loss.backward()
     assert weak.grad is None and strong.grad is not None  # no gradient through the pseudo-label
-    assert fixmatch_consistency(weak, strong, threshold=0.96)[0].item() == 0.0
+    assert confident_hard_label_ce(weak, strong, threshold=0.96)[0].item() == 0.0
 
 
 def test_pseudo_label_uses_argmax_targets_above_threshold():
     logits = torch.tensor([[0.0, 3.0], [1.0, 0.0]])  # argmax 1 (p 0.9526), argmax 0 (p 0.731)
-    loss, mask = pseudo_label_loss(logits, threshold=0.9)
+    loss, mask = confident_hard_label_ce(logits, logits, threshold=0.9)
     assert mask.tolist() == [True, False]
     assert loss.item() == pytest.approx(-math.log(math.exp(3) / (1 + math.exp(3))) / 2, abs=1e-6)
 
@@ -104,10 +104,9 @@ def test_engine_passes_the_ema_teacher_to_mean_teacher(data_root, tmp_path, monk
         seen.append(
             (model.heads["class"][1].weight.detach().clone(), teacher.heads["class"][1].weight.clone())
         )
-        return real(model, *args, teacher=teacher)
+        return real.objective(model, *args, teacher=teacher)
 
-    spy.teacher_decay = real.teacher_decay
-    monkeypatch.setitem(objectives.METHODS._items, "mean_teacher", spy)
+    monkeypatch.setitem(METHODS._items, "mean_teacher", dataclasses.replace(real, objective=spy))
     raw = tiny(data_root, method="mean_teacher", **{"train.steps": 5, "train.eval_every": 100})
     raw["mean_teacher"] = {"ema": 0.6}
     train(build_config(raw), tmp_path, quiet=True)
@@ -163,10 +162,11 @@ def test_pi_model_compares_two_stochastic_views():
         return call
 
     g = torch.Generator().manual_seed(0)
-    _, logs = METHODS.get("pi_model")(model, lab, unl, views_fn({}), 1.0, cfg, g)
+    pi_model = METHODS.get("pi_model").objective
+    _, logs, _ = pi_model(model, lab, unl, views_fn({}), 1.0, cfg.pi_model, g)
     assert calls.count("strong") == 2 and logs["unsup"].item() == 0.0  # identical views agree exactly
     noisy = views_fn({"image": {"strong": [{"op": "randaugment", "n": 2, "magnitude": 9}]}})
-    _, logs = METHODS.get("pi_model")(model, lab, unl, noisy, 1.0, cfg, g)
+    _, logs, _ = pi_model(model, lab, unl, noisy, 1.0, cfg.pi_model, g)
     assert logs["unsup"].item() > 0
 
 
@@ -196,9 +196,11 @@ def test_one_step_of_each_method_gives_finite_losses_and_gradients(method, text)
             {"image": {"weak": [{"op": "crop"}], "strong": [{"op": "randaugment"}]}}, {"image": "image"}
         )
     cfg = build_config({"method": method, "pseudo_label": {"threshold": 0.0}, "fixmatch": {"threshold": 0.0}})
-    fn = METHODS.get(method)
-    extra = {"teacher": make_teacher(model, 0.99).module} if hasattr(fn, "teacher_decay") else {}
-    losses, logs = fn(model, lab, unl, views, 0.5, cfg, torch.Generator().manual_seed(0), **extra)
+    m = METHODS.get(method)
+    extra = {"teacher": make_teacher(model, 0.99).module} if m.teacher_decay else {}
+    losses, logs, _ = m.objective(
+        model, lab, unl, views, 0.5, cfg.method_options(), torch.Generator().manual_seed(0), **extra
+    )
     assert set(losses) == {"class"} and torch.isfinite(losses["class"])
     assert all(torch.isfinite(v) for v in logs.values())
     losses["class"].backward()
@@ -230,13 +232,12 @@ def test_teacher_is_checkpointed_and_resume_is_exact(data_root, tmp_path, monkey
     def crash_at_step_4(*args, **kwargs):
         if args[4] >= 4 / 6:
             raise RuntimeError("killed")
-        return real(*args, **kwargs)
+        return real.objective(*args, **kwargs)
 
-    crash_at_step_4.teacher_decay = real.teacher_decay
-    monkeypatch.setitem(objectives.METHODS._items, "ict", crash_at_step_4)
+    monkeypatch.setitem(METHODS._items, "ict", dataclasses.replace(real, objective=crash_at_step_4))
     with pytest.raises(RuntimeError, match="killed"):
         train(cfg, tmp_path / "part", quiet=True)
-    monkeypatch.setitem(objectives.METHODS._items, "ict", real)
+    monkeypatch.setitem(METHODS._items, "ict", real)
     assert load_checkpoint(tmp_path / "part/checkpoint.pt")["step"] == 3
     assert main(["train", "--resume", str(tmp_path / "part"), "--quiet"]) == 0
     a, b = load_checkpoint(tmp_path / "full/checkpoint.pt"), load_checkpoint(tmp_path / "part/checkpoint.pt")

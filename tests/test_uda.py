@@ -149,7 +149,8 @@ def _uda_loss(**uda):
     x = torch.rand(6, 1, 4, 4)
     lab = Batch({"image": x[:2]}, {"class": torch.tensor([0, 1])})
     unl = Batch({"image": x[2:]})
-    losses, logs = METHODS.get("uda")(model, lab, unl, views, 0.5, cfg, torch.Generator().manual_seed(1))
+    uda = METHODS.get("uda").objective
+    losses, logs, _ = uda(model, lab, unl, views, 0.5, cfg.uda, torch.Generator().manual_seed(1))
     assert set(losses) == {"class"}
     return losses["class"].item(), logs
 

@@ -23,7 +23,8 @@ def _default_out(config: str | None) -> Path:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from polymodal.config import load_config, parse_set
-    from polymodal.engine.trainer import read_run_config, train
+    from polymodal.engine.rundir import RunDir
+    from polymodal.engine.trainer import train
 
     if args.data_root:
         args.set.append(f"data.root={args.data_root}")
@@ -32,14 +33,16 @@ def cmd_train(args: argparse.Namespace) -> int:
             raise PolymodalError(
                 "--resume reads RUN_DIR/config.yaml; drop CONFIG (use --set to change a key)"
             )
-        run_dir = Path(args.resume)
-        cfg = read_run_config(run_dir, parse_set(args.set))
+        run_dir = RunDir(args.resume)
+        cfg = run_dir.read_config(parse_set(args.set), resuming=True)
+        if not run_dir.checkpoint.is_file():
+            raise PolymodalError(f"'{run_dir}' has no checkpoint yet; start it again without --resume")
     else:
         if not args.config:
             raise PolymodalError("give a CONFIG file (see configs/) or --resume RUN_DIR")
         cfg = load_config(args.config, args.set)
-        run_dir = Path(args.out) if args.out else _default_out(args.config)
-        if (run_dir / "checkpoint.pt").exists():
+        run_dir = RunDir(args.out or _default_out(args.config))
+        if run_dir.checkpoint.exists():
             raise PolymodalError(f"'{run_dir}' already holds a run; resume it with --resume {run_dir}")
     train(cfg, run_dir, resume=bool(args.resume), quiet=args.quiet)
     print(run_dir)
@@ -47,10 +50,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from polymodal.fusion.missing import evaluate_run_missing
+    from polymodal.engine.evaluate import evaluate_run
 
     # multi-modal runs also report accuracy with each modality removed
-    for case, res in evaluate_run_missing(Path(args.run_dir), data_root=args.data_root).items():
+    for case, res in evaluate_run(Path(args.run_dir), data_root=args.data_root).items():
         suffix = "" if case == "all" else f"  ({case.replace('_', ' ')})"
         for task, r in res.items():
             print(f"{task:12s} accuracy {100 * r['accuracy']:6.2f}%  error {100 * r['error']:6.2f}%{suffix}")
@@ -58,7 +61,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_data_list(args: argparse.Namespace) -> int:
-    from polymodal.data import DATASET_INFO
+    from polymodal.data import DATASET_INFO, dataset_status
     from polymodal.data.files import resolve_root
 
     try:
@@ -66,10 +69,9 @@ def cmd_data_list(args: argparse.Namespace) -> int:
     except PolymodalError as e:
         root = None
         print(f"(data root: {e})")
-    print(f"{'name':14s} {'status':8s} folder / description")
+    print(f"{'name':14s} {'status':9s} folder / description")
     for name, (folder, about) in DATASET_INFO.items():
-        status = "found" if root is not None and (root / folder).is_dir() else "missing"
-        print(f"{name:14s} {status:8s} {folder}/ — {about}")
+        print(f"{name:14s} {dataset_status(name, root):9s} {folder}/ — {about}")
     return 0
 
 

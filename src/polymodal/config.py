@@ -6,33 +6,18 @@ Every bad value becomes one `ConfigError` line naming the dotted key and what is
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, ValidationError, create_model, field_validator
 
-from polymodal.config_ssl import (
-    FixMatchConfig,
-    ICTConfig,
-    MeanTeacherConfig,
-    MixMatchConfig,
-    PiModelConfig,
-    PseudoLabelConfig,
-    VATConfig,
-)
 from polymodal.errors import ConfigError
-
-Method = Literal[
-    "supervised", "uda", "pi_model", "mean_teacher", "vat", "pseudo_label", "ict", "mixmatch", "fixmatch"
-]
+from polymodal.options import Options
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-
-class DataConfig(_Strict):
+class DataConfig(Options):
     name: str = "mnist"
     root: str | None = None  # default: $POLYMODAL_DATA
     tasks: list[str] | None = None  # default: every task of the dataset
@@ -52,7 +37,7 @@ class DataConfig(_Strict):
         return v
 
 
-class Views(_Strict):
+class ViewsConfig(Options):
     """Augmentation pipelines per view: lists of ``{op: name, **params}``."""
 
     clean: list[dict[str, Any]] = []  # the un-augmented view (feature extraction only)
@@ -60,7 +45,7 @@ class Views(_Strict):
     strong: list[dict[str, Any]] = []  # the consistency target's augmented copy
 
 
-class ModelConfig(_Strict):
+class ModelConfig(Options):
     # modality -> {name: encoder, **kwargs}
     encoders: dict[str, dict[str, Any]] = {"image": {"name": "cnn28"}}
     head_dropout: float = Field(0.0, ge=0.0, lt=1.0)
@@ -84,7 +69,7 @@ class ModelConfig(_Strict):
         return v
 
 
-class TrainConfig(_Strict):
+class TrainConfig(Options):
     steps: int = Field(1000, gt=0)
     lr: float = Field(0.03, gt=0)
     optimizer: Literal["sgd", "adamw"] = "sgd"
@@ -102,47 +87,70 @@ class TrainConfig(_Strict):
     threads: int | None = Field(None, gt=0)  # CPU threads; None: torch's default
 
 
-class UDAConfig(_Strict):
-    weight: float = Field(1.0, ge=0.0)  # λ
-    temperature: float = Field(0.4, gt=0.0)  # τ: sharpening of the clean target
-    confidence: float | None = Field(0.8, ge=0.0, lt=1.0)  # β; None disables the mask
-    tsa: Literal["none", "linear", "log", "exp"] = "linear"
-
-
-class MultitaskConfig(_Strict):
+class MultitaskConfig(Options):
     """How per-task losses become one update; see docs/multitask.md."""
 
-    weighting: Literal[
-        "equal", "uncertainty", "dwa", "gradnorm", "rlw", "mgda", "pcgrad", "cagrad", "imtl_g"
-    ] = "equal"
+    weighting: str = "equal"  # a name in polymodal.mtl.BALANCERS
     options: dict[str, Any] = {}  # the method's own options, e.g. {c: 0.4} for cagrad
     update: Literal["all_tasks", "task_batches", "one_task"] = "all_tasks"
     task_sampling: Literal["uniform", "proportional", "temperature"] = "proportional"  # one_task only
     sampling_temperature: float = Field(2.0, gt=0.0)
     recompute_every: int = Field(1, gt=0)  # gradient methods: reuse the last task weights in between
 
+    @field_validator("weighting")
+    @classmethod
+    def _known_weighting(cls, v: str) -> str:
+        from polymodal.mtl import BALANCERS
 
-class Config(_Strict):
+        if v not in BALANCERS:
+            raise ValueError(f"unknown weighting; available: {', '.join(BALANCERS.names())}")
+        return v
+
+
+class Config(Options):
+    """The run config. `config_class()` adds one section per registered method that has options
+    (``uda:``, ``fixmatch:``, ...), each validated by the options model the method registered."""
+
     seed: int = Field(0, ge=0)
-    method: Method = "supervised"
+    method: str = "supervised"  # a name in polymodal.ssl.METHODS
     data: DataConfig = DataConfig()
-    augment: dict[str, Views] = {}  # modality -> views
+    augment: dict[str, ViewsConfig] = {}  # modality -> views
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
-    uda: UDAConfig = UDAConfig()
-    pi_model: PiModelConfig = PiModelConfig()  # the baselines' sections: polymodal/config_ssl.py
-    mean_teacher: MeanTeacherConfig = MeanTeacherConfig()
-    vat: VATConfig = VATConfig()
-    pseudo_label: PseudoLabelConfig = PseudoLabelConfig()
-    ict: ICTConfig = ICTConfig()
-    mixmatch: MixMatchConfig = MixMatchConfig()
-    fixmatch: FixMatchConfig = FixMatchConfig()
     multitask: MultitaskConfig = MultitaskConfig()
+
+    @field_validator("method")
+    @classmethod
+    def _known_method(cls, v: str) -> str:
+        from polymodal.ssl import METHODS
+
+        if v not in METHODS:
+            raise ValueError(f"unknown method; available: {', '.join(METHODS.names())}")
+        return v
+
+    def method_options(self) -> Options:
+        """The options section of ``self.method`` (its defaults when the method has no knobs)."""
+        from polymodal.ssl import METHODS
+
+        return getattr(self, self.method, None) or METHODS.get(self.method).options()
+
+
+def config_class() -> type[Config]:
+    """`Config` with one field per registered method that has options; rebuilt when methods change."""
+    from polymodal.ssl import METHODS
+
+    return _config_class(tuple((n, m.options) for n, m in METHODS.items() if m.options.model_fields))
+
+
+@functools.lru_cache(maxsize=8)
+def _config_class(sections: tuple[tuple[str, type[Options]], ...]) -> type[Config]:
+    fields: dict[str, Any] = {n: (opts, Field(default_factory=opts)) for n, opts in sections}
+    return create_model("Config", __base__=Config, **fields)
 
 
 def _allowed(loc: tuple[Any, ...]) -> list[str]:
     """Field names allowed at the config location ``loc`` (for unknown-key messages)."""
-    model: Any = Config
+    model: Any = config_class()
     parts = list(loc[:-1])
     while parts and model is not None:
         field = model.model_fields.get(str(parts.pop(0)))
@@ -194,15 +202,22 @@ def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
+    """A YAML mapping from ``path``; a missing, unreadable, empty or non-mapping file is one line."""
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"config '{path}' is a directory; give a YAML file (see configs/)")
     if not path.is_file():
         raise ConfigError(f"config file '{path}' does not exist")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file '{path}' is not text (UTF-8 YAML expected)") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
         raise ConfigError(f"config file '{path}'{where}: not valid YAML") from None
+    if data is None:
+        raise ConfigError(f"config file '{path}' is empty; it needs at least 'method:' or 'data:' keys")
     if not isinstance(data, dict):
         raise ConfigError(f"config file '{path}' must hold a mapping of keys, not {type(data).__name__}")
     return data
@@ -210,7 +225,7 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
 
 def build_config(raw: dict[str, Any]) -> Config:
     try:
-        return Config.model_validate(raw)
+        return config_class().model_validate(raw)
     except ValidationError as e:
         raise ConfigError(format_validation_error(e)) from None
 

@@ -17,34 +17,32 @@ from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError
 from torch import Tensor, nn
 
 from polymodal.batch import Batch, TensorData
 from polymodal.config import format_validation_error, merge, parse_set, read_yaml
 from polymodal.data import label_split, load_dataset
+from polymodal.engine.rundir import RunDir
 from polymodal.errors import ConfigError, ShapeError
 from polymodal.models import create_encoder
 from polymodal.models.multihead import MultiHeadModel
+from polymodal.options import Options
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class Side(_Strict):
+class Side(Options):
     modality: str
     encoder: dict[str, Any]
     run: str | None = None  # source only: a `polymodal train` run dir to take A's encoder + head from
 
 
-class Align(_Strict):
+class Align(Options):
     loss: Literal["l2", "cosine", "infonce"] = "l2"
     steps: int = Field(800, gt=0)
     temperature: float = Field(0.1, gt=0)  # InfoNCE only
 
 
-class TransferConfig(_Strict):
+class TransferConfig(Options):
     seed: int = Field(0, ge=0)
     dataset: str = "avmnist"
     root: str | None = None
@@ -138,9 +136,7 @@ def _source(cfg: TransferConfig, train: TensorData, classes: int) -> tuple[nn.Mo
     """A's encoder and linear head: from a run directory, or trained here on all A labels."""
     a = cfg.source
     if a.run is not None:
-        from polymodal.engine.checkpoint import load_checkpoint
-
-        state = load_checkpoint(Path(a.run) / "checkpoint.pt")["model"]
+        state = RunDir(a.run).load_checkpoint()["model"]
         model = MultiHeadModel({a.modality: create_encoder(**a.encoder)}, {cfg.task: classes})
         model.load_state_dict(state)
     else:

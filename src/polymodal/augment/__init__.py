@@ -10,18 +10,10 @@ config as ``{op: name, **params}``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from polymodal.augment.pipeline import Pipeline
+from polymodal.augment.registry import AUGMENTATIONS, AugmentOp
+from polymodal.registry import import_submodules
 
-from torch import Tensor
-
-from polymodal.registry import Registry
-
-AugmentOp = Callable[..., tuple[Tensor, Tensor | None]]
-AUGMENTATIONS: Registry[tuple[Tensor, Tensor | None]] = Registry("augmentation")
-
-# Importing the op modules registers their ops; they import AUGMENTATIONS from here, so these
-# imports must stay below the registry definition.
-from polymodal.augment import audio, image, randaugment, text  # noqa: E402, F401
-from polymodal.augment.pipeline import Pipeline  # noqa: E402
+import_submodules(__name__)  # each op module registers its ops
 
 __all__ = ["AUGMENTATIONS", "AugmentOp", "Pipeline"]

@@ -13,8 +13,8 @@ import math
 import torch
 from torch import Tensor
 
-from polymodal.augment import AUGMENTATIONS
-from polymodal.augment.features import LOG_EPS, log_mel_spectrogram
+from polymodal.augment.registry import AUGMENTATIONS
+from polymodal.signal import LOG_EPS, log_mel_spectrogram
 
 
 def _rand(shape: tuple[int, ...], x: Tensor, generator: torch.Generator | None) -> Tensor:

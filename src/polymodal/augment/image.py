@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from polymodal.augment import AUGMENTATIONS
+from polymodal.augment.registry import AUGMENTATIONS
 
 
 def _check_image(x: Tensor, op: str) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from polymodal.augment import AUGMENTATIONS, AugmentOp
+from polymodal.augment.registry import AUGMENTATIONS, AugmentOp
 from polymodal.errors import ConfigError
 
 _RESERVED = ("generator", "lengths", "context")

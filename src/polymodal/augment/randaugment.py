@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from polymodal.augment import AUGMENTATIONS
+from polymodal.augment.registry import AUGMENTATIONS
 from polymodal.errors import ConfigError
 
 OPS = (

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from polymodal.augment import AUGMENTATIONS
+from polymodal.augment.registry import AUGMENTATIONS
 from polymodal.errors import ConfigError, DataError
 
 PAD = 0

@@ -8,6 +8,7 @@ training methods.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -119,6 +120,26 @@ def _build_multimnist(root: Path, **options: int | str) -> Path:
 
 
 BUILDERS.register("multimnist")(_build_multimnist)
+
+
+# derived datasets: name -> the source folders `polymodal data build NAME` reads
+DERIVED: dict[str, tuple[str, ...]] = {"avmnist": ("mnist", "fsdd"), "multimnist": ("mnist",)}
+
+
+def dataset_status(name: str, root: Path | None) -> str:
+    """``found`` / ``missing`` for a folder dataset; ``built`` / ``buildable`` / ``missing`` for a derived
+    one (built: its files, with checksums, are under the data root or in the build cache)."""
+    from polymodal.data.files import CACHE_VAR
+
+    folder = DATASET_INFO[name][0]
+    if name not in DERIVED:
+        return "found" if root is not None and (root / folder).is_dir() else "missing"
+    base = os.environ.get(CACHE_VAR) or Path.home() / ".cache" / "polymodal"
+    places = [Path(base) / name, *([root / name] if root is not None else [])]
+    if any((p / "SHA256SUMS").is_file() for p in places):
+        return "built"
+    sources = root is not None and all((root / s).is_dir() for s in DERIVED[name])
+    return "buildable" if sources else "missing"
 
 
 def load_dataset(name: str, root: str | Path | None = None) -> DataBundle:

@@ -23,12 +23,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from polymodal.augment.features import log_mel_spectrogram
 from polymodal.batch import TensorData
 from polymodal.data.files import cache_dir, dataset_dir, read_sums, sha256, verify
 from polymodal.data.fsdd import SAMPLE_RATE, load_fsdd
 from polymodal.data.mnist import MNIST_SHA256, load_idx_folder
 from polymodal.errors import ConfigError, DataError
+from polymodal.signal import log_mel_spectrogram
 
 VERSION = 1
 DEFAULTS: dict[str, float | int] = {

@@ -1,4 +1,4 @@
-"""Build what a run needs from its config: data (with the saved label split), model and views."""
+"""Build what a run needs from its config: data (with the saved label split), views, model, balancer."""
 
 from __future__ import annotations
 
@@ -9,13 +9,18 @@ import torch
 from torch import nn
 
 from polymodal.augment.views import Views
-from polymodal.batch import TensorData
+from polymodal.batch import Batch, TensorData
 from polymodal.config import Config
 from polymodal.data import DataBundle, label_split, load_dataset, load_split, save_split
+from polymodal.data.one_label import one_label_per_example
 from polymodal.errors import ConfigError, ShapeError
+from polymodal.fusion import FusionModel, FusionSpec
 from polymodal.models import create_encoder, takes
 from polymodal.models.multihead import MultiHeadModel
-from polymodal.ssl import NEEDS_UNLABELED
+from polymodal.models.output import TaskModel
+from polymodal.mtl import Balancer, build_balancer
+from polymodal.mtl.sampling import TaskBatches
+from polymodal.ssl import METHODS
 
 
 @dataclass
@@ -58,10 +63,8 @@ def build_data(cfg: Config, run_dir: Path | None, device: torch.device) -> RunDa
                 save_split(split_file, index, cfg.data.labels_per_class, cfg.seed)
         labeled = train.subset(index)
     if cfg.data.one_label_per_example:
-        from polymodal.data.one_label import one_label_per_example
-
         labeled = one_label_per_example(labeled, cfg.seed)
-    unlabeled = TensorData(train.inputs, {}, train.lengths) if cfg.method in NEEDS_UNLABELED else None
+    unlabeled = TensorData(train.inputs, {}, train.lengths) if METHODS.get(cfg.method).unlabeled else None
     return RunData(bundle, tasks, labeled, unlabeled, test)
 
 
@@ -75,11 +78,12 @@ def view_context(bundle: DataBundle) -> dict[str, dict]:
 
 
 def build_views(cfg: Config, data: RunData) -> Views:
+    """Each modality's clean / weak / strong pipelines, with the training split as their context."""
     specs = {m: v.model_dump() for m, v in cfg.augment.items()}
     return Views(specs, data.bundle.modalities, view_context(data.bundle))
 
 
-def build_model(cfg: Config, data: RunData, views: Views, device: torch.device) -> nn.Module:
+def build_model(cfg: Config, data: RunData, views: Views, device: torch.device) -> TaskModel:
     """Encoders per modality + heads per task, checked with one tiny forward pass."""
     encoders = {}
     for modality, spec in cfg.model.encoders.items():
@@ -102,14 +106,10 @@ def build_model(cfg: Config, data: RunData, views: Views, device: torch.device) 
     mc = cfg.model
     if mc.fusion is None and mc.aux_loss > 0:
         raise ConfigError("model.aux_loss needs a fusion graph (model.fusion); set it or drop aux_loss")
-    if mc.aux_loss > 0 and cfg.method != "supervised":  # only `supervised` adds the auxiliary term yet
-        raise ConfigError(f"model.aux_loss is only used by method 'supervised', not '{cfg.method}'")
+    drop = {"modality_dropout": mc.modality_dropout, "modality_dropout_mode": mc.modality_dropout_mode}
     if mc.fusion is None:
-        model = MultiHeadModel(encoders, data.tasks, mc.head_dropout, mc.modality_dropout).to(device)
-        model.modality_dropout_mode = mc.modality_dropout_mode
+        model: TaskModel = MultiHeadModel(encoders, data.tasks, mc.head_dropout, **drop)
     else:  # a fusion graph as the trunk; stage shapes are checked here (one-line ShapeError)
-        from polymodal.fusion import FusionModel, FusionSpec
-
         spec = FusionSpec.from_dict(mc.fusion)
         model = FusionModel(
             encoders,
@@ -117,11 +117,17 @@ def build_model(cfg: Config, data: RunData, views: Views, device: torch.device) 
             spec,
             probe.inputs,
             mc.head_dropout,
-            mc.modality_dropout,
-            mc.encoders,
+            encoder_specs=mc.encoders,
             aux_loss=mc.aux_loss,
-        ).to(device)
-        model.modality_dropout_mode = mc.modality_dropout_mode
+            **drop,
+        )
+    model = model.to(device)
+    _probe(model, probe, cfg)
+    return model
+
+
+def _probe(model: nn.Module, probe: Batch, cfg: Config) -> None:
+    """One forward in eval mode, so an encoder that cannot read the data fails with one line."""
     model.eval()
     shapes = {m: tuple(x.shape) for m, x in probe.inputs.items()}
     try:
@@ -135,4 +141,35 @@ def build_model(cfg: Config, data: RunData, views: Views, device: torch.device) 
             f"encoders {names} cannot read inputs of shape {shapes}: {str(e).splitlines()[0]}"
         ) from None
     model.train()
-    return model
+
+
+def build_multitask(
+    cfg: Config, model: TaskModel, labeled: TensorData, device: torch.device
+) -> tuple[Balancer, TaskBatches | None]:
+    """The run's balancer (on ``device``) and, for method one / two, its ``step -> Batch`` sampler."""
+    m = cfg.multitask
+    tasks = list(model.heads)
+    if m.update != "all_tasks" and len(tasks) < 2:
+        raise ConfigError(f"multitask.update='{m.update}' needs at least two tasks; the run has {tasks}")
+    balancer = build_balancer(
+        m.weighting,
+        tasks,
+        seed=cfg.seed,
+        update=m.update,
+        recompute_every=m.recompute_every,
+        options=m.options,
+        has_shared=bool(model.shared_parameters()),
+    ).to(device)
+    if m.update == "all_tasks":
+        return balancer, None
+    batches = TaskBatches(
+        labeled,
+        tasks,
+        m.update,
+        cfg.data.batch_size,
+        cfg.seed,
+        cfg.train.steps,
+        m.task_sampling,
+        m.sampling_temperature,
+    )
+    return balancer, batches

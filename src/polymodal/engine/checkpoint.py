@@ -42,5 +42,7 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any unpickling failure means the same thing to a user
-        first = (str(e).strip().splitlines() or [""])[0]
-        raise PolymodalError(f"cannot load checkpoint '{path}': {type(e).__name__}: {first}") from None
+        raise PolymodalError(
+            f"cannot load checkpoint '{path}': the file is corrupt or truncated ({type(e).__name__}); "
+            "an interrupted run keeps its previous checkpoint, so this one was damaged after writing"
+        ) from None

@@ -1,27 +1,84 @@
-"""Evaluate a finished (or interrupted) run from its directory alone."""
+"""Evaluation: accuracy per task on the clean view, with every modality and without each one, from a
+live model or from a run directory alone."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from polymodal.augment.views import Views
+from polymodal.batch import TensorData
+from polymodal.config import Config
 from polymodal.engine.build import RunData, build_data, build_model, build_views
-from polymodal.engine.checkpoint import load_checkpoint
-from polymodal.engine.runtime import select_device
-from polymodal.engine.trainer import CHECKPOINT, evaluate, read_run_config
+from polymodal.engine.rundir import RunDir
+from polymodal.engine.runtime import autocast, select_device
+from polymodal.models.missing import Without
+
+Results = dict[str, dict[str, float]]  # task -> {accuracy, error}
 
 
-def load_run(
-    run_dir: Path, data_root: str | None = None
-) -> tuple[Any, RunData, Any, nn.Module, torch.device]:
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    data: TensorData,
+    views: Views,
+    batch_size: int,
+    device: torch.device,
+    precision: str,
+) -> Results:
+    """Accuracy and error per task on the clean view."""
+    was_training = model.training
+    model.eval()
+    correct: dict[str, torch.Tensor] = {}
+    g = torch.Generator(device).manual_seed(0)
+    for start in range(0, len(data), batch_size):
+        batch = views(data.batch(torch.arange(start, min(start + batch_size, len(data)))), "clean", g)
+        with autocast(device, precision):
+            logits = model(batch)
+        for task, z in logits.items():
+            hit = (z.argmax(-1) == batch.targets[task]).sum()
+            correct[task] = correct.get(task, 0) + hit
+    model.train(was_training)
+    return {
+        t: {"accuracy": c.item() / len(data), "error": 1 - c.item() / len(data)} for t, c in correct.items()
+    }
+
+
+def evaluate_missing(
+    model: nn.Module, data: TensorData, views: Views, cfg: Config, device: torch.device
+) -> dict[str, Results]:
+    """``{"all": …}`` and, for multi-modal models, ``{"without_<m>": …}`` for each modality removed."""
+
+    def run(m: nn.Module) -> Results:
+        return evaluate(m, data, views, cfg.data.eval_batch_size, device, cfg.train.precision)
+
+    out = {"all": run(model)}
+    if len(cfg.model.encoders) > 1:
+        for m in cfg.model.encoders:
+            out[f"without_{m}"] = run(Without(model, m))
+    return out
+
+
+@dataclass
+class LoadedRun:
+    cfg: Config
+    data: RunData
+    views: Views
+    model: nn.Module
+    device: torch.device
+
+
+def load_run(run_dir: str | Path, data_root: str | None = None) -> LoadedRun:
     """A run's config, data, views and model with its checkpoint (EMA weights if it kept them)."""
-    cfg = read_run_config(run_dir, {"data": {"root": data_root}} if data_root else None)
-    state = load_checkpoint(run_dir / CHECKPOINT)
+    rd = RunDir(run_dir)
+    cfg = rd.read_config({"data": {"root": data_root}} if data_root else None)
+    state = rd.load_checkpoint()
     device = select_device(cfg.train.device)
-    data = build_data(cfg, run_dir, device)
+    data = build_data(cfg, rd.path, device)
     views = build_views(cfg, data)
     model = build_model(cfg, data, views, device)
     if state.get("ema") is not None:
@@ -29,9 +86,10 @@ def load_run(
         model.load_state_dict(ema_state)
     else:
         model.load_state_dict(state["model"])
-    return cfg, data, views, model, device
+    return LoadedRun(cfg, data, views, model, device)
 
 
-def evaluate_run(run_dir: Path, data_root: str | None = None) -> dict[str, dict[str, float]]:
-    cfg, data, views, model, device = load_run(run_dir, data_root)
-    return evaluate(model, data.test, views, cfg.data.eval_batch_size, device, cfg.train.precision)
+def evaluate_run(run_dir: str | Path, data_root: str | None = None) -> dict[str, Any]:
+    """A run's test results with all modalities, then without each one (multi-modal runs only)."""
+    run = load_run(run_dir, data_root)
+    return evaluate_missing(run.model, run.data.test, run.views, run.cfg, run.device)

@@ -3,9 +3,9 @@ functional API. See docs/fusion.md."""
 
 from polymodal.fusion.functional import Ref, Tap, fuse
 from polymodal.fusion.graph import FusionModel, inherit_weights
-from polymodal.fusion.missing import Without, drop_modalities, evaluate_run_missing, without
 from polymodal.fusion.ops import FUSION_OPS
 from polymodal.fusion.spec import FusionSpec, Node, block_key
+from polymodal.models.missing import Without, drop_modalities, without
 
 __all__ = [
     "FUSION_OPS",
@@ -17,7 +17,6 @@ __all__ = [
     "Without",
     "block_key",
     "drop_modalities",
-    "evaluate_run_missing",
     "fuse",
     "inherit_weights",
     "without",

@@ -1,6 +1,6 @@
 """`FusionModel`: encoders -> fusion graph (from a `FusionSpec`) -> trunk(s) -> task heads.
 
-Same contract as `MultiHeadModel`: ``model(batch) -> {task: logits}`` and ``features(batch)``. With
+Same contract as `MultiHeadModel`: ``model(batch) -> ModelOutput`` and ``features(batch)``. With
 one head ref it *is* a multi-head model whose trunk is the fusion graph. With several (late fusion),
 each ref gets its own trunk and per-task linear head, and ``heads[task]`` combines their logits by
 the decision rule, weighting each branch by whether its modalities are present.
@@ -16,9 +16,10 @@ from torch import Tensor, nn
 
 from polymodal.batch import Batch
 from polymodal.errors import ConfigError, ShapeError
-from polymodal.fusion.missing import drop_modalities
 from polymodal.fusion.ops import ACTIVATION, FUSION_OPS
 from polymodal.fusion.spec import FusionSpec, Node, block_key
+from polymodal.models.missing import drop_modalities
+from polymodal.models.output import AuxLogits, ModelOutput, TaskModel
 
 
 def _pool(x: Tensor, how: str) -> Tensor:
@@ -63,7 +64,7 @@ class DecisionHead(nn.Module):
         return (z * w[:, :, None]).sum(1) / w.sum(1, keepdim=True).clamp_min(1e-6)
 
 
-class FusionModel(nn.Module):
+class FusionModel(TaskModel):
     def __init__(
         self,
         encoders: dict[str, nn.Module],
@@ -74,11 +75,12 @@ class FusionModel(nn.Module):
         modality_dropout: float = 0.0,
         encoder_specs: dict[str, dict] | None = None,
         aux_loss: float = 0.0,
+        modality_dropout_mode: str = "independent",
     ) -> None:
         super().__init__()
         spec.validate()
         self.spec, self.modality_dropout = spec, modality_dropout
-        self.modality_dropout_mode = "independent"  # or "one" (fusion.missing.drop_modalities)
+        self.modality_dropout_mode = modality_dropout_mode  # or "one" (models.missing.drop_modalities)
         self.encoders = nn.ModuleDict(encoders)
         self.block_keys: dict[str, str] = {}
         keys: dict[str, str] = {}  # ref -> key of the block producing it
@@ -122,8 +124,8 @@ class FusionModel(nn.Module):
         self.heads = nn.ModuleDict(
             {t: DecisionHead(head_dims, k, spec.decision, head_dropout) for t, k in tasks.items()}
         )
-        # auxiliary per-modality heads (training only): see _aux_losses
-        self.aux_weight, self.aux_losses = aux_loss, None
+        # auxiliary per-modality heads (training only): see _aux_logits
+        self.aux_weight = aux_loss
         if aux_loss > 0 and len(head_dims) == 1:  # late fusion reuses its branch heads instead
             out = {m: dims[f"{m}.out"] for m in self.encoders}
             out = {m: int(d[0]) if isinstance(d, tuple) else int(d) for m, d in out.items()}
@@ -166,13 +168,14 @@ class FusionModel(nn.Module):
         m, stage = ref.split(".", 1)
         if ref not in dims:
             have = sorted(k for k in dims if "." in k and k.startswith(f"{m}.")) or sorted(self.encoders)
-            raise ConfigError(f"fusion: '{ref}' is not an encoder stage; available: {', '.join(have)}")
+            at = f"fusion.nodes[{self.spec.nodes.index(node)}].inputs" if node is not None else "fusion.heads"
+            raise ConfigError(f"model.{at}: '{ref}' is not an encoder stage; available: {', '.join(have)}")
         shape = dims[ref]
         pool = node.pool if node is not None else "mean"
         d = int(torch.Size(shape).numel()) if pool == "flatten" or len(shape) == 1 else int(shape[0])
         return d, {m}, f"{keys[m]}:{stage}:{pool}"
 
-    def _branches(self, batch: Batch) -> tuple[list[Tensor], list[Tensor]]:
+    def _branches(self, batch: Batch) -> tuple[list[Tensor], list[Tensor], dict[str, Tensor]]:
         for m in self.encoders:
             if m not in batch.inputs:
                 raise ShapeError(
@@ -191,9 +194,6 @@ class FusionModel(nn.Module):
             vals[f"{m}.input"] = x.float()
             vals.update({f"{m}.{k}": v for k, v in stages.items()})
             present[m] = p
-        if self.training and self.aux_weight > 0 and len(self.trunks) == 1:
-            real = batch.modality_mask  # before dropout: the encoder always sees its real input
-            self._aux_in = {m: (_pool(vals[f"{m}.out"], "mean"), real[m]) for m in self.encoders}
 
         def read(ref: str, pool: str) -> tuple[Tensor, Tensor]:
             if "." not in ref:
@@ -211,57 +211,49 @@ class FusionModel(nn.Module):
             x, p = read(ref, "mean")
             feats.append(trunk(x))
             pres.append(p)
-        if self.training and self.aux_weight > 0 and len(self.trunks) > 1:  # late: branches before dropout
-            real = batch.modality_mask
-            self._aux_branches = [
-                (trunk(_pool(vals[r], "mean")), real[r.split(".", 1)[0]]) if "." in r else (f, p > 0)
-                for trunk, r, f, p in zip(self.trunks, self.spec.head_refs, feats, pres, strict=True)
-            ]
-        return feats, pres
+        return feats, pres, vals
+
+    def head_modules(self) -> list[nn.Module]:
+        return [self.heads, *([self.aux_heads] if hasattr(self, "aux_heads") else [])]
 
     def features(self, batch: Batch) -> Tensor:
-        feats, _ = self._branches(batch)
+        feats, _, _ = self._branches(batch)
         return feats[0] if len(feats) == 1 else torch.cat(feats, dim=-1)
 
-    keep_features = False  # as MultiHeadModel: a balancer that needs Z reads last_features
-    last_features: Tensor | None = None
-
-    def forward(self, batch: Batch) -> dict[str, Tensor]:
-        feats, pres = self._branches(batch)
-        if self.keep_features and torch.is_grad_enabled():
-            h = feats[0] if len(feats) == 1 else torch.cat(feats, dim=-1)
-            self.last_features = h  # heads read slices of h, so gradients w.r.t. h are the real ones
+    def forward(self, batch: Batch) -> ModelOutput:
+        feats, pres, vals = self._branches(batch)
+        h = feats[0] if len(feats) == 1 else torch.cat(feats, dim=-1)
+        if len(feats) > 1:  # heads read slices of h, so gradients w.r.t. h are the real ones
             feats = list(h.split([f.shape[-1] for f in feats], dim=-1))
-        aux = self.training and self.aux_weight > 0
-        self.aux_losses = self._aux_losses(batch, feats, pres) if aux else None
-        return {t: head(feats, pres) for t, head in self.heads.items()}
+        logits = {t: head(feats, pres) for t, head in self.heads.items()}
+        aux = self._aux_logits(batch, feats, pres, vals) if self.training and self.aux_weight > 0 else {}
+        return ModelOutput(logits, h, aux, self.aux_weight)
 
-    def _aux_losses(self, batch: Batch, feats: list[Tensor], pres: list[Tensor]) -> dict[str, Tensor]:
-        """aux_weight x the sum over modalities of a per-modality classifier's cross-entropy, on the labeled
-        rows where that modality is present, added to the task loss by the supervised objective. Late
-        fusion: each branch's own head on the branch computed before dropout (a branch is then trained
-        as a unimodal model on every row, so the decision still works when the other modality is gone).
-        Otherwise: a linear head on each encoder's output, on every row with the real input (before
-        dropout). The weak modality is trained even when the strong one wins the fused loss
+    def _aux_logits(
+        self, batch: Batch, feats: list[Tensor], pres: list[Tensor], vals: dict[str, Tensor]
+    ) -> AuxLogits:
+        """Per task, a per-modality classifier's logits and the rows it trains on (the supervised term
+        adds aux_weight x their cross-entropy on the labeled ones, `polymodal.ssl.method.aux_terms`).
+        Late fusion: each branch's own head on the branch computed before dropout (a branch is then
+        trained as a unimodal model on every row, so the decision still works when the other modality
+        is gone). Otherwise: a linear head on each encoder's output, on every row with the real input
+        (before dropout). The weak modality is trained even when the strong one wins the fused loss
         (Gradient-Blending, Wang et al. 2020)."""
-        out = {}
-        for t, head in self.heads.items():
-            if t not in batch.targets:
-                continue
-            if len(feats) > 1:
-                pairs = [
-                    (lin(f), rows) for lin, (f, rows) in zip(head.linears, self._aux_branches, strict=True)
-                ]
-            else:
-                pairs = [(h(self._aux_in[m][0]), self._aux_in[m][1]) for m, h in self.aux_heads[t].items()]
-            total = []
-            for z, rows in pairs:
-                rows = rows & batch.target_mask[t]
-                if rows.any():
-                    total.append(nn.functional.cross_entropy(z[rows], batch.targets[t][rows]))
-            if total:
-                out[t] = self.aux_weight * torch.stack(total).sum()
-        return out
+        real = batch.modality_mask  # before dropout: the encoder always sees its real input
+        if len(feats) == 1:
+            inputs = {m: (_pool(vals[f"{m}.out"], "mean"), real[m]) for m in self.encoders}
+            return {
+                t: [(h(inputs[m][0]), inputs[m][1]) for m, h in heads.items()]
+                for t, heads in self.aux_heads.items()
+            }
+        branches = [
+            (trunk(_pool(vals[r], "mean")), real[r.split(".", 1)[0]]) if "." in r else (f, p > 0)
+            for trunk, r, f, p in zip(self.trunks, self.spec.head_refs, feats, pres, strict=True)
+        ]
+        return {
+            t: [(lin(f), rows) for lin, (f, rows) in zip(head.linears, branches, strict=True)]
+            for t, head in self.heads.items()
+        }
 
     def blocks(self) -> dict[str, nn.Module]:
         """Block key -> module (the unit a search inherits weights by)."""

@@ -21,8 +21,8 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from polymodal.errors import ConfigError
+from polymodal.fusion.ops import FUSION_OPS
 
-OPS = ("concat", "sum", "gated", "attention", "tensor", "lowrank")
 ACTIVATIONS = ("relu", "gelu", "tanh", "none")
 POOLS = ("mean", "max", "flatten")
 DECISIONS = ("mean", "learned", "stacking")
@@ -98,7 +98,7 @@ class FusionSpec:
             at = f"fusion.nodes[{i}]"
             if not n.name or "." in n.name or n.name in seen:
                 raise ConfigError(f"{at}.name={n.name!r}: must be unique, non-empty and without '.'")
-            _choice(f"{at}.op", n.op, OPS)
+            _choice(f"{at}.op", n.op, tuple(FUSION_OPS.names()))
             _choice(f"{at}.activation", n.activation, ACTIVATIONS)
             _choice(f"{at}.pool", n.pool, POOLS)
             for key in ("width", "rank", "proj"):
@@ -116,9 +116,6 @@ class FusionSpec:
         if any(not isinstance(w, int) or w <= 0 for w in self.trunk):
             raise ConfigError(f"fusion.trunk={self.trunk!r}: must be a list of positive integers")
         _choice("fusion.decision", self.decision, DECISIONS)
-
-    def node(self, name: str) -> Node:
-        return next(n for n in self.nodes if n.name == name)
 
 
 def canonical(obj: Any) -> str:

@@ -15,7 +15,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from polymodal.errors import ShapeError
-from polymodal.models import ENCODERS
+from polymodal.models.base import Encoder
+from polymodal.models.registry import ENCODERS
 
 MIN_FRAMES = 8  # three 2x poolings; shorter inputs are zero-padded up to this
 NORM_EPS = 1e-5
@@ -26,7 +27,8 @@ def _valid_mask(lengths: Tensor, frames: int) -> Tensor:
     return torch.arange(frames, device=lengths.device)[None, :] < lengths[:, None]
 
 
-class AudioCNN(nn.Module):
+@ENCODERS.register("audio_cnn")
+class AudioCNN(Encoder):
     """Per-example band normalization, conv blocks (w, 2w, 4w), masked average pool, Linear+ReLU."""
 
     stage_names: tuple[str, ...] = ("stage1", "stage2", "stage3", "pool", "out")
@@ -80,11 +82,3 @@ class AudioCNN(nn.Module):
         stages["pool"] = (h * valid).sum(dim=(2, 3)) / denom
         stages["out"] = self.head(stages["pool"])
         return stages
-
-    def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
-        return self.forward_stages(x, lengths)["out"]
-
-
-@ENCODERS.register("audio_cnn")
-def audio_cnn(n_mels: int = 40, width: int = 16, out_dim: int = 128, dropout: float = 0.0) -> AudioCNN:
-    return AudioCNN(n_mels=n_mels, width=width, out_dim=out_dim, dropout=dropout)

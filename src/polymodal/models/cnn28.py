@@ -9,7 +9,8 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from polymodal.errors import ShapeError
-from polymodal.models import ENCODERS
+from polymodal.models.base import Encoder
+from polymodal.models.registry import ENCODERS
 
 
 def _conv_bn_relu(cin: int, cout: int) -> list[nn.Module]:
@@ -17,7 +18,8 @@ def _conv_bn_relu(cin: int, cout: int) -> list[nn.Module]:
     return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU()]
 
 
-class CNN28(nn.Module):
+@ENCODERS.register("cnn28")
+class CNN28(Encoder):
     """conv-conv-pool (w), conv-conv-pool (2w), conv (4w) + global average pool, Linear+ReLU."""
 
     stage_names: tuple[str, ...] = ("stage1", "stage2", "stage3", "out")
@@ -44,11 +46,3 @@ class CNN28(nn.Module):
         s2 = self.pool(self.stage2(s1))
         s3 = self.stage3(s2).mean(dim=(2, 3))
         return {"stage1": s1, "stage2": s2, "stage3": s3, "out": self.head(s3)}
-
-    def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
-        return self.forward_stages(x, lengths)["out"]
-
-
-@ENCODERS.register("cnn28")
-def cnn28(in_channels: int = 1, width: int = 32, out_dim: int = 128, dropout: float = 0.0) -> CNN28:
-    return CNN28(in_channels=in_channels, width=width, out_dim=out_dim, dropout=dropout)

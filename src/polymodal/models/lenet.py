@@ -9,10 +9,12 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from polymodal.errors import ShapeError
-from polymodal.models import ENCODERS
+from polymodal.models.base import Encoder
+from polymodal.models.registry import ENCODERS
 
 
-class LeNet(nn.Module):
+@ENCODERS.register("lenet")
+class LeNet(Encoder):
     stage_names: tuple[str, ...] = ("stage1", "stage2", "out")
 
     def __init__(self, in_channels: int = 1, c1: int = 10, c2: int = 20, out_dim: int = 50) -> None:
@@ -30,11 +32,3 @@ class LeNet(nn.Module):
         s1 = self.stage1(x - 0.5)  # images arrive in [0, 1]
         s2 = self.stage2(s1)
         return {"stage1": s1, "stage2": s2, "out": self.head(s2)}
-
-    def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
-        return self.forward_stages(x, lengths)["out"]
-
-
-@ENCODERS.register("lenet")
-def lenet(in_channels: int = 1, c1: int = 10, c2: int = 20, out_dim: int = 50) -> LeNet:
-    return LeNet(in_channels=in_channels, c1=c1, c2=c2, out_dim=out_dim)

@@ -11,33 +11,37 @@ from torch import Tensor, nn
 
 from polymodal.batch import Batch
 from polymodal.errors import ShapeError
+from polymodal.models.missing import drop_modalities
+from polymodal.models.output import ModelOutput, TaskModel
 
 
-class MultiHeadModel(nn.Module):
+class MultiHeadModel(TaskModel):
     def __init__(
         self,
         encoders: dict[str, nn.Module],
         tasks: dict[str, int],
         dropout: float = 0.0,
         modality_dropout: float = 0.0,
+        modality_dropout_mode: str = "independent",
     ):
         super().__init__()
-        self.modality_dropout = modality_dropout  # hide whole modalities in training (fusion.missing)
+        # hide whole modalities in training (models.missing.drop_modalities)
+        self.modality_dropout, self.modality_dropout_mode = modality_dropout, modality_dropout_mode
         self.encoders = nn.ModuleDict(encoders)
         self.feature_dim = sum(int(e.out_dim) for e in encoders.values())
         self.heads = nn.ModuleDict(
             {t: nn.Sequential(nn.Dropout(dropout), nn.Linear(self.feature_dim, k)) for t, k in tasks.items()}
         )
 
+    def head_modules(self) -> list[nn.Module]:
+        return [self.heads]
+
     def features(self, batch: Batch) -> Tensor:
         feats = []
         mask = batch.modality_mask
         if self.training and self.modality_dropout > 0:
-            from polymodal.fusion.missing import drop_modalities
-
-            mode = getattr(self, "modality_dropout_mode", "independent")
             present = {m: mask[m] for m in self.encoders if m in mask}
-            mask = drop_modalities(present, self.modality_dropout, mode)
+            mask = drop_modalities(present, self.modality_dropout, self.modality_dropout_mode)
         for modality, encoder in self.encoders.items():
             if modality not in batch.inputs:
                 raise ShapeError(
@@ -48,11 +52,6 @@ class MultiHeadModel(nn.Module):
             feats.append(f * present)
         return feats[0] if len(feats) == 1 else torch.cat(feats, dim=-1)
 
-    keep_features = False  # set by the engine when a balancer needs Z (MGDA-UB): kept as last_features
-    last_features: Tensor | None = None
-
-    def forward(self, batch: Batch) -> dict[str, Tensor]:
+    def forward(self, batch: Batch) -> ModelOutput:
         h = self.features(batch)
-        if self.keep_features and torch.is_grad_enabled():
-            self.last_features = h
-        return {task: head(h) for task, head in self.heads.items()}
+        return ModelOutput({task: head(h) for task, head in self.heads.items()}, h)

@@ -8,15 +8,22 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from polymodal.errors import ShapeError
-from polymodal.models import ENCODERS
+from polymodal.models.base import Encoder
+from polymodal.models.registry import ENCODERS
 
 
-class TabularMLP(nn.Module):
+@ENCODERS.register("tabular_mlp")
+class TabularMLP(Encoder):
     def __init__(
-        self, in_dim: int, hidden: tuple[int, ...] = (128, 128), out_dim: int = 128, dropout: float = 0.0
+        self,
+        in_dim: int,
+        hidden: list[int] | tuple[int, ...] = (128, 128),
+        out_dim: int = 128,
+        dropout: float = 0.0,
     ) -> None:
         super().__init__()
         self.in_dim, self.out_dim = in_dim, out_dim
+        hidden = tuple(hidden)
         dims = (in_dim, *hidden)
         self.layers = nn.ModuleList(
             nn.Sequential(nn.Linear(a, b), nn.LayerNorm(b), nn.ReLU(), nn.Dropout(dropout))
@@ -34,13 +41,3 @@ class TabularMLP(nn.Module):
             h = stages[f"layer{i}"] = layer(h)
         stages["out"] = self.head(h)
         return stages
-
-    def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
-        return self.forward_stages(x, lengths)["out"]
-
-
-@ENCODERS.register("tabular_mlp")
-def tabular_mlp(
-    in_dim: int, hidden: list[int] | tuple[int, ...] = (128, 128), out_dim: int = 128, dropout: float = 0.0
-) -> TabularMLP:
-    return TabularMLP(in_dim=in_dim, hidden=tuple(hidden), out_dim=out_dim, dropout=dropout)

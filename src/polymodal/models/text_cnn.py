@@ -12,15 +12,17 @@ import torch
 from torch import Tensor, nn
 
 from polymodal.errors import ShapeError
-from polymodal.models import ENCODERS
+from polymodal.models.base import Encoder
+from polymodal.models.registry import ENCODERS
 
 
-class TextCNN(nn.Module):
+@ENCODERS.register("text_cnn")
+class TextCNN(Encoder):
     stage_names: tuple[str, ...] = ("embed", "conv1", "conv2", "pool", "out")
 
     def __init__(
         self,
-        vocab_size: int,
+        vocab_size: int = 30000,  # filled in from the dataset (`DataBundle.meta`) when a config omits it
         embed_dim: int = 64,
         width: int = 128,
         kernel: int = 3,
@@ -55,19 +57,3 @@ class TextCNN(nn.Module):
         mean = h2.sum(-1) / n[:, None].to(h2.dtype)
         pool = torch.cat([top, mean], -1)
         return {"embed": e, "conv1": h1, "conv2": h2, "pool": pool, "out": self.head(self.drop(pool))}
-
-    def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
-        return self.forward_stages(x, lengths)["out"]
-
-
-@ENCODERS.register("text_cnn")
-def text_cnn(
-    vocab_size: int = 30000,
-    embed_dim: int = 64,
-    width: int = 128,
-    kernel: int = 3,
-    out_dim: int = 128,
-    dropout: float = 0.1,
-) -> TextCNN:
-    """``vocab_size`` is filled in from the dataset (``DataBundle.meta``) when a config omits it."""
-    return TextCNN(vocab_size, embed_dim, width, kernel, out_dim, dropout)

@@ -11,10 +11,12 @@ import torch
 from torch import Tensor, nn
 
 from polymodal.errors import ShapeError
-from polymodal.models import ENCODERS
+from polymodal.models.base import Encoder
+from polymodal.models.registry import ENCODERS
 
 
-class WaveCNN(nn.Module):
+@ENCODERS.register("wave_cnn")
+class WaveCNN(Encoder):
     """Stride-4 front end, then (conv, pool 4) blocks of widths w, 2w, 4w; masked mean pool; Linear+ReLU."""
 
     stage_names: tuple[str, ...] = ("stage1", "stage2", "stage3", "pool", "out")
@@ -55,11 +57,3 @@ class WaveCNN(nn.Module):
         stages["pool"] = (h * valid[:, None]).sum(-1) / n.to(h.dtype)[:, None]
         stages["out"] = self.head(stages["pool"])
         return stages
-
-    def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
-        return self.forward_stages(x, lengths)["out"]
-
-
-@ENCODERS.register("wave_cnn")
-def wave_cnn(width: int = 16, out_dim: int = 128, kernel: int = 32, dropout: float = 0.0) -> WaveCNN:
-    return WaveCNN(width=width, out_dim=out_dim, kernel=kernel, dropout=dropout)

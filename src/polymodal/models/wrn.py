@@ -16,7 +16,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from polymodal.errors import ConfigError, ShapeError
-from polymodal.models import ENCODERS
+from polymodal.models.base import Encoder
+from polymodal.models.registry import ENCODERS
 
 BN_MOMENTUM = 0.001
 LEAKY_SLOPE = 0.1
@@ -50,7 +51,8 @@ class _Block(nn.Module):
         return h + (skip if self.shortcut is None else self.shortcut(skip))
 
 
-class WideResNet(nn.Module):
+@ENCODERS.register("wrn")
+class WideResNet(Encoder):
     """WRN-depth-widen: stem conv (16), three groups of (depth - 4) / 6 blocks (16k, 32k, 64k)."""
 
     stage_names: tuple[str, ...] = ("stem", "block1", "block2", "block3", "pool", "out")
@@ -100,15 +102,10 @@ class WideResNet(nn.Module):
         stages["out"] = pooled  # no extra linear: heads sit on the pooled features
         return stages
 
-    def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
-        return self.forward_stages(x, lengths)["out"]
-
-
-@ENCODERS.register("wrn")
-def wrn(depth: int = 28, widen: int = 2, in_channels: int = 3, dropout: float = 0.0) -> WideResNet:
-    return WideResNet(depth=depth, widen=widen, in_channels=in_channels, dropout=dropout)
-
 
 @ENCODERS.register("wrn28_2")
-def wrn28_2(in_channels: int = 3, dropout: float = 0.0) -> WideResNet:
-    return WideResNet(depth=28, widen=2, in_channels=in_channels, dropout=dropout)
+class WRN28x2(WideResNet):
+    """WRN-28-2, the network of the FixMatch / UDA CIFAR-10 tables."""
+
+    def __init__(self, in_channels: int = 3, dropout: float = 0.0) -> None:
+        super().__init__(depth=28, widen=2, in_channels=in_channels, dropout=dropout)

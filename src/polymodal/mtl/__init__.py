@@ -9,18 +9,19 @@ gradient. One method per file, each citing its paper; see docs/multitask.md.
 
 from __future__ import annotations
 
-from polymodal.mtl import cagrad, dwa, equal, gradnorm, imtl, mgda, pcgrad, rlw, uncertainty  # noqa: F401
 from polymodal.mtl.base import BALANCERS, Balancer, GradientBalancer, task_gradients
-from polymodal.mtl.build import GRADIENT_METHODS, build_balancer, multitask_from_config
+from polymodal.mtl.build import build_balancer, gradient_methods
 from polymodal.mtl.equal import EqualWeights
+from polymodal.registry import import_submodules
+
+import_submodules(__name__)  # each method file registers itself: adding a weighting is one file
 
 __all__ = [
     "BALANCERS",
-    "GRADIENT_METHODS",
     "Balancer",
     "EqualWeights",
     "GradientBalancer",
     "build_balancer",
-    "multitask_from_config",
+    "gradient_methods",
     "task_gradients",
 ]

@@ -1,4 +1,5 @@
-"""Build a balancer from the ``multitask`` config section, refusing combinations that cannot work."""
+"""Build a balancer from plain arguments (the engine reads them from the config), refusing combinations
+that cannot work."""
 
 from __future__ import annotations
 
@@ -9,7 +10,10 @@ from typing import Any
 from polymodal.errors import ConfigError
 from polymodal.mtl.base import BALANCERS, Balancer, GradientBalancer
 
-GRADIENT_METHODS = ("mgda", "pcgrad", "cagrad", "imtl_g", "gradnorm")
+
+def gradient_methods() -> list[str]:
+    """Weightings that reuse task weights between recomputes (`GradientBalancer`s), from the registry."""
+    return [n for n, cls in BALANCERS.items() if isinstance(cls, type) and issubclass(cls, GradientBalancer)]
 
 
 def build_balancer(
@@ -34,7 +38,7 @@ def build_balancer(
     if recompute_every != 1 and not gradient:
         raise ConfigError(
             f"multitask.recompute_every={recompute_every}: only gradient methods reuse weights "
-            f"({', '.join(m for m in GRADIENT_METHODS if m != 'gradnorm')}); '{weighting}' has none"
+            f"({', '.join(gradient_methods())}); '{weighting}' has none"
         )
     if gradient:
         options["recompute_every"] = recompute_every
@@ -58,40 +62,3 @@ def build_balancer(
         return cls(list(tasks), seed, **options)
     except TypeError as e:
         raise ConfigError(f"multitask.options for '{weighting}': {e}") from None
-
-
-def multitask_from_config(cfg: Any, model: Any, labeled: Any, device: Any) -> tuple[Balancer, Any]:
-    """The run's balancer (on ``device``) and, for method one / two, its ``step -> Batch`` sampler.
-
-    Also asks the model to keep its shared features when the balancer reads them (MGDA-UB).
-    """
-    from polymodal.mtl.sampling import TaskBatches
-
-    m = cfg.multitask
-    tasks = list(model.heads)
-    if m.update != "all_tasks" and len(tasks) < 2:
-        raise ConfigError(f"multitask.update='{m.update}' needs at least two tasks; the run has {tasks}")
-    has_shared = any(not n.startswith("heads.") for n, _ in model.named_parameters())
-    balancer = build_balancer(
-        m.weighting,
-        tasks,
-        seed=cfg.seed,
-        update=m.update,
-        recompute_every=m.recompute_every,
-        options=m.options,
-        has_shared=has_shared,
-    ).to(device)
-    model.keep_features = balancer.needs_features
-    batches = None
-    if m.update != "all_tasks":
-        batches = TaskBatches(
-            labeled,
-            tasks,
-            m.update,
-            cfg.data.batch_size,
-            cfg.seed,
-            cfg.train.steps,
-            m.task_sampling,
-            m.sampling_temperature,
-        )
-    return balancer, batches

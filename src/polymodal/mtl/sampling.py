@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 
 from polymodal.batch import Batch, TensorData, cat_batches
+from polymodal.data.sampling import EpochSampler
 from polymodal.errors import ConfigError, DataError
 
 UPDATES = ("all_tasks", "task_batches", "one_task")
@@ -72,8 +73,6 @@ class TaskBatches:
         sampling: str = "proportional",
         temperature: float = 1.0,
     ) -> None:
-        from polymodal.engine.trainer import EpochSampler  # the engine's sampler; imported late (cycle)
-
         if update not in UPDATES[1:]:
             raise ConfigError(f"multitask.update='{update}' needs no task sampler; allowed: {UPDATES[1:]}")
         self.data, self.tasks, self.update = data, tasks, update

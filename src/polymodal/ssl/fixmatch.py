@@ -10,45 +10,44 @@ unlabeled examples, masked ones included, and one forward pass covers labeled, w
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
-from torch import Tensor, nn
+from pydantic import Field
+from torch import nn
 
-from polymodal.batch import Batch, cat_batches
-from polymodal.config import Config
-from polymodal.ssl.objectives import METHODS, Logs, Losses, ViewFn, supervised_terms
-
-
-def fixmatch_consistency(
-    weak_logits: Tensor, strong_logits: Tensor, threshold: float
-) -> tuple[Tensor, Tensor]:
-    """(loss, mask): CE to the weak view's hard label where its confidence ≥ τ; no gradient via weak."""
-    probs = weak_logits.detach().float().softmax(-1)
-    confidence, hard = probs.max(-1)
-    mask = confidence >= threshold
-    ce = F.cross_entropy(strong_logits.float(), hard, reduction="none")
-    return (ce * mask.float()).mean(), mask
+from polymodal.batch import Batch
+from polymodal.options import Options
+from polymodal.ssl.method import (
+    Terms,
+    ViewFn,
+    confident_hard_label_ce,
+    joint_forward,
+    register_method,
+    supervised_terms,
+)
 
 
-@METHODS.register("fixmatch")
+class FixMatchOptions(Options):
+    threshold: float = Field(0.95, ge=0.0, lt=1.0)  # τ on the weak view's confidence
+    weight: float = Field(1.0, ge=0.0)  # λ_u
+
+
+@register_method("fixmatch", options=FixMatchOptions)
 def fixmatch(
     model: nn.Module,
     labeled: Batch,
     unlabeled: Batch | None,
     views: ViewFn,
     progress: float,
-    cfg: Config,
+    f: FixMatchOptions,
     generator: torch.Generator,
-) -> tuple[Losses, Logs]:
+) -> Terms:
     assert unlabeled is not None
-    f = cfg.fixmatch
     lab = views(labeled, "weak", generator)
     weak, strong = views(unlabeled, "weak", generator), views(unlabeled, "strong", generator)
-    logits = model(cat_batches([lab.unlabeled(), weak, strong]))
-    n, m = lab.size, weak.size
-    sup, _ = supervised_terms({t: z[:n] for t, z in logits.items()}, labeled, lambda k: None)
+    out, (lab_out, weak_out, strong_out) = joint_forward(model, [lab, weak, strong])
+    sup, _ = supervised_terms(lab_out, labeled)
     unsup, kept = {}, []
     for t in sup:
-        unsup[t], mask = fixmatch_consistency(logits[t][n : n + m], logits[t][n + m :], f.threshold)
+        unsup[t], mask = confident_hard_label_ce(weak_out[t], strong_out[t], f.threshold)
         kept.append(mask.float().mean())
     losses = {t: sup[t] + f.weight * unsup[t] for t in sup}
     logs = {
@@ -56,4 +55,4 @@ def fixmatch(
         "unsup": sum(unsup.values()).detach(),
         "mask": torch.stack(kept).mean(),
     }
-    return losses, logs
+    return Terms(losses, logs, out.features)

@@ -9,10 +9,11 @@ The student's prediction at a mixup of two unlabeled examples should equal the s
 from __future__ import annotations
 
 import torch
+from pydantic import Field
 from torch import Tensor, nn
 
 from polymodal.batch import Batch
-from polymodal.config import Config
+from polymodal.options import Options
 from polymodal.ssl.common import (
     forward_with,
     linear_rampup,
@@ -22,7 +23,12 @@ from polymodal.ssl.common import (
     permutation,
     sample_beta,
 )
-from polymodal.ssl.objectives import METHODS, Logs, Losses, ViewFn, supervised_terms
+from polymodal.ssl.method import (
+    Terms,
+    ViewFn,
+    register_method,
+    supervised_terms,
+)
 
 
 def ict_targets(teacher_probs: Tensor, lam: Tensor, perm: Tensor) -> Tensor:
@@ -31,20 +37,27 @@ def ict_targets(teacher_probs: Tensor, lam: Tensor, perm: Tensor) -> Tensor:
     return w * teacher_probs + (1 - w) * teacher_probs[perm]
 
 
-@METHODS.register("ict")
+class ICTOptions(Options):
+    weight: float = Field(50.0, ge=0.0)
+    rampup: float = Field(0.4, ge=0.0, le=1.0)
+    alpha: float = Field(1.0, gt=0.0)  # λ ~ Beta(α, α)
+    ema: float = Field(0.999, ge=0.0, lt=1.0)
+
+
+@register_method("ict", options=ICTOptions, teacher_decay=lambda o: o.ema)
 def ict(
     model: nn.Module,
     labeled: Batch,
     unlabeled: Batch | None,
     views: ViewFn,
     progress: float,
-    cfg: Config,
+    c: ICTOptions,
     generator: torch.Generator,
     teacher: nn.Module | None = None,
-) -> tuple[Losses, Logs]:
+) -> Terms:
     assert unlabeled is not None and teacher is not None, "the engine passes teacher= (see teacher_decay)"
-    c = cfg.ict
-    sup, _ = supervised_terms(model(views(labeled, "weak", generator)), labeled, lambda k: None)
+    lab_out = model(views(labeled, "weak", generator))
+    sup, _ = supervised_terms(lab_out, labeled)
     unl = views(unlabeled, "weak", generator)
     with torch.no_grad():
         probs = {t: z.float().softmax(-1) for t, z in teacher(unl).items() if t in sup}
@@ -54,7 +67,5 @@ def ict(
     unsup = {t: mse_probs(logits[t], ict_targets(probs[t], lam, perm)) for t in sup}
     w = c.weight * linear_rampup(progress, c.rampup)
     losses = {t: sup[t] + w * unsup[t] for t in sup}
-    return losses, {"sup": sum(sup.values()).detach(), "unsup": sum(unsup.values()).detach()}
-
-
-ict.teacher_decay = lambda cfg: cfg.ict.ema  # type: ignore[attr-defined]
+    logs = {"sup": sum(sup.values()).detach(), "unsup": sum(unsup.values()).detach()}
+    return Terms(losses, logs, lab_out.features)  # MGDA-UB: the forward the supervised loss came from

@@ -8,38 +8,48 @@ augmented view is pulled towards the teacher's on another: ℓ_u = mean (softmax
 from __future__ import annotations
 
 import torch
+from pydantic import Field
 from torch import nn
 
-from polymodal.batch import Batch, cat_batches
-from polymodal.config import Config
+from polymodal.batch import Batch
+from polymodal.options import Options
 from polymodal.ssl.common import linear_rampup, mse_probs
-from polymodal.ssl.objectives import METHODS, Logs, Losses, ViewFn, supervised_terms
+from polymodal.ssl.method import (
+    Terms,
+    ViewFn,
+    joint_forward,
+    register_method,
+    supervised_terms,
+)
 
 
-@METHODS.register("mean_teacher")
+class MeanTeacherOptions(Options):
+    weight: float = Field(50.0, ge=0.0)
+    rampup: float = Field(0.4, ge=0.0, le=1.0)
+    ema: float = Field(0.999, ge=0.0, lt=1.0)  # teacher decay α
+
+
+@register_method("mean_teacher", options=MeanTeacherOptions, teacher_decay=lambda o: o.ema)
 def mean_teacher(
     model: nn.Module,
     labeled: Batch,
     unlabeled: Batch | None,
     views: ViewFn,
     progress: float,
-    cfg: Config,
+    c: MeanTeacherOptions,
     generator: torch.Generator,
     teacher: nn.Module | None = None,
-) -> tuple[Losses, Logs]:
+) -> Terms:
     assert unlabeled is not None and teacher is not None, "the engine passes teacher= (see teacher_decay)"
-    c = cfg.mean_teacher
     lab = views(labeled, "weak", generator)
     student_view, teacher_view = views(unlabeled, "strong", generator), views(unlabeled, "strong", generator)
     with torch.no_grad():
         target = {t: z.float().softmax(-1) for t, z in teacher(teacher_view).items()}
-    logits = model(cat_batches([lab.unlabeled(), student_view]))
-    n = lab.size
-    sup, _ = supervised_terms({t: z[:n] for t, z in logits.items()}, labeled, lambda k: None)
-    unsup = {t: mse_probs(logits[t][n:], target[t]) for t in sup}
+    out, (lab_out, student_out) = joint_forward(model, [lab, student_view])
+    sup, _ = supervised_terms(lab_out, labeled)
+    unsup = {t: mse_probs(student_out[t], target[t]) for t in sup}
     w = c.weight * linear_rampup(progress, c.rampup)
     losses = {t: sup[t] + w * unsup[t] for t in sup}
-    return losses, {"sup": sum(sup.values()).detach(), "unsup": sum(unsup.values()).detach()}
-
-
-mean_teacher.teacher_decay = lambda cfg: cfg.mean_teacher.ema  # type: ignore[attr-defined]
+    return Terms(
+        losses, {"sup": sum(sup.values()).detach(), "unsup": sum(unsup.values()).detach()}, out.features
+    )

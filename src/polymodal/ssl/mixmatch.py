@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 from torch import Tensor, nn
 
 from polymodal.batch import Batch, cat_batches
-from polymodal.config import Config
+from polymodal.options import Options
 from polymodal.ssl.common import (
     forward_with,
     linear_rampup,
@@ -27,7 +28,7 @@ from polymodal.ssl.common import (
     sharpen,
     soft_cross_entropy,
 )
-from polymodal.ssl.objectives import METHODS, Logs, Losses, ViewFn
+from polymodal.ssl.method import Terms, ViewFn, register_method
 
 
 def guess_labels(logits_k: list[Tensor], temperature: float) -> Tensor:
@@ -41,18 +42,25 @@ def mixmatch_lambda(alpha: float, n: int, generator: torch.Generator, device: to
     return torch.maximum(lam, 1 - lam)
 
 
-@METHODS.register("mixmatch")
+class MixMatchOptions(Options):
+    T: float = Field(0.5, gt=0.0)  # sharpening temperature
+    alpha: float = Field(0.75, gt=0.0)  # λ ~ Beta(α, α), λ' = max(λ, 1 − λ)
+    K: int = Field(2, ge=1)  # augmentations averaged for the label guess
+    weight: float = Field(100.0, ge=0.0)  # λ_U
+    rampup: float = Field(0.4, ge=0.0, le=1.0)
+
+
+@register_method("mixmatch", options=MixMatchOptions)
 def mixmatch(
     model: nn.Module,
     labeled: Batch,
     unlabeled: Batch | None,
     views: ViewFn,
     progress: float,
-    cfg: Config,
+    c: MixMatchOptions,
     generator: torch.Generator,
-) -> tuple[Losses, Logs]:
+) -> Terms:
     assert unlabeled is not None
-    c = cfg.mixmatch
     lab = views(labeled, "weak", generator)
     augs = [views(unlabeled, "weak", generator) for _ in range(c.K)]
     n, m = lab.size, unlabeled.size
@@ -61,17 +69,23 @@ def mixmatch(
     rows = cat_batches([lab.unlabeled(), *augs])
     lam = mixmatch_lambda(c.alpha, rows.size, generator, rows.device)
     perm = permutation(rows.size, generator, rows.device)
-    logits = forward_with(model, rows, mix(lam, perm), mixed_lengths(rows, perm))
+    out = forward_with(model, rows, mix(lam, perm), mixed_lengths(rows, perm))
     sup, unsup = {}, {}
     for t in labeled.targets:
-        k = logits[t].shape[-1]
+        k = out[t].shape[-1]
         q = guess_labels(list(guessed[t].float().split(m)), c.T)
         y = F.one_hot(labeled.targets[t].clamp_min(0), k).float()
         targets = torch.cat([y, q.repeat(c.K, 1)])
         w = lam[:, None]
         mixed = w * targets + (1 - w) * targets[perm]
-        sup[t] = soft_cross_entropy(logits[t][:n], mixed[:n], labeled.target_mask[t])
-        unsup[t] = mse_probs(logits[t][n:], mixed[n:])
+        labeled_rows = labeled.target_mask[t]
+        sup[t] = soft_cross_entropy(out[t][:n], mixed[:n], labeled_rows)
+        for z, present in out.aux.get(t, []):  # fusion auxiliary heads learn the same mixed targets
+            sup[t] = sup[t] + out.aux_weight * soft_cross_entropy(
+                z[:n], mixed[:n], labeled_rows & present[:n]
+            )
+        unsup[t] = mse_probs(out[t][n:], mixed[n:])
     w_u = c.weight * linear_rampup(progress, c.rampup)
     losses = {t: sup[t] + w_u * unsup[t] for t in sup}
-    return losses, {"sup": sum(sup.values()).detach(), "unsup": sum(unsup.values()).detach()}
+    logs = {"sup": sum(sup.values()).detach(), "unsup": sum(unsup.values()).detach()}
+    return Terms(losses, logs, out.features)

@@ -9,32 +9,44 @@ from 0. The stop-gradient on one branch follows the reference re-implementations
 from __future__ import annotations
 
 import torch
+from pydantic import Field
 from torch import nn
 
-from polymodal.batch import Batch, cat_batches
-from polymodal.config import Config
+from polymodal.batch import Batch
+from polymodal.options import Options
 from polymodal.ssl.common import linear_rampup, mse_probs
-from polymodal.ssl.objectives import METHODS, Logs, Losses, ViewFn, supervised_terms
+from polymodal.ssl.method import (
+    Terms,
+    ViewFn,
+    joint_forward,
+    register_method,
+    supervised_terms,
+)
 
 
-@METHODS.register("pi_model")
+class PiModelOptions(Options):
+    weight: float = Field(10.0, ge=0.0)  # max weight of the squared error between two views
+    rampup: float = Field(0.4, ge=0.0, le=1.0)
+
+
+@register_method("pi_model", options=PiModelOptions)
 def pi_model(
     model: nn.Module,
     labeled: Batch,
     unlabeled: Batch | None,
     views: ViewFn,
     progress: float,
-    cfg: Config,
+    c: PiModelOptions,
     generator: torch.Generator,
-) -> tuple[Losses, Logs]:
+) -> Terms:
     assert unlabeled is not None
-    c = cfg.pi_model
     lab = views(labeled, "weak", generator)
     one, two = views(unlabeled, "strong", generator), views(unlabeled, "strong", generator)
-    logits = model(cat_batches([lab.unlabeled(), one, two]))
-    n, m = lab.size, one.size
-    sup, _ = supervised_terms({t: z[:n] for t, z in logits.items()}, labeled, lambda k: None)
-    unsup = {t: mse_probs(logits[t][n : n + m], logits[t][n + m :].float().softmax(-1)) for t in sup}
+    out, (lab_out, one_out, two_out) = joint_forward(model, [lab, one, two])
+    sup, _ = supervised_terms(lab_out, labeled)
+    unsup = {t: mse_probs(one_out[t], two_out[t].float().softmax(-1)) for t in sup}
     w = c.weight * linear_rampup(progress, c.rampup)
     losses = {t: sup[t] + w * unsup[t] for t in sup}
-    return losses, {"sup": sum(sup.values()).detach(), "unsup": sum(unsup.values()).detach()}
+    return Terms(
+        losses, {"sup": sum(sup.values()).detach(), "unsup": sum(unsup.values()).detach()}, out.features
+    )

@@ -8,44 +8,46 @@ become targets, and the weight of the term ramps up from 0 so early random guess
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
-from torch import Tensor, nn
+from pydantic import Field
+from torch import nn
 
-from polymodal.batch import Batch, cat_batches
-from polymodal.config import Config
+from polymodal.batch import Batch
+from polymodal.options import Options
 from polymodal.ssl.common import linear_rampup
-from polymodal.ssl.objectives import METHODS, Logs, Losses, ViewFn, supervised_terms
+from polymodal.ssl.method import (
+    Terms,
+    ViewFn,
+    confident_hard_label_ce,
+    joint_forward,
+    register_method,
+    supervised_terms,
+)
 
 
-def pseudo_label_loss(logits: Tensor, threshold: float) -> tuple[Tensor, Tensor]:
-    """(loss, mask): CE(argmax p, p) on rows with max p > threshold, averaged over all rows."""
-    probs = logits.detach().float().softmax(-1)
-    confidence, target = probs.max(-1)
-    mask = confidence > threshold
-    ce = F.cross_entropy(logits.float(), target, reduction="none")
-    return (ce * mask.float()).mean(), mask
+class PseudoLabelOptions(Options):
+    threshold: float = Field(0.95, ge=0.0, lt=1.0)
+    weight: float = Field(1.0, ge=0.0)
+    rampup: float = Field(0.4, ge=0.0, le=1.0)
 
 
-@METHODS.register("pseudo_label")
+@register_method("pseudo_label", options=PseudoLabelOptions)
 def pseudo_label(
     model: nn.Module,
     labeled: Batch,
     unlabeled: Batch | None,
     views: ViewFn,
     progress: float,
-    cfg: Config,
+    c: PseudoLabelOptions,
     generator: torch.Generator,
-) -> tuple[Losses, Logs]:
+) -> Terms:
     assert unlabeled is not None
-    c = cfg.pseudo_label
     lab, unl = views(labeled, "weak", generator), views(unlabeled, "weak", generator)
-    logits = model(cat_batches([lab.unlabeled(), unl]))
-    n = lab.size
-    sup, _ = supervised_terms({t: z[:n] for t, z in logits.items()}, labeled, lambda k: None)
+    out, (lab_out, unl_out) = joint_forward(model, [lab, unl])
+    sup, _ = supervised_terms(lab_out, labeled)
     w = c.weight * linear_rampup(progress, c.rampup)
     unsup, kept = {}, []
     for t in sup:
-        unsup[t], mask = pseudo_label_loss(logits[t][n:], c.threshold)
+        unsup[t], mask = confident_hard_label_ce(unl_out[t], unl_out[t], c.threshold)
         kept.append(mask.float().mean())
     losses = {t: sup[t] + w * unsup[t] for t in sup}
     logs = {
@@ -53,4 +55,4 @@ def pseudo_label(
         "unsup": sum(unsup.values()).detach(),
         "mask": torch.stack(kept).mean(),
     }
-    return losses, logs
+    return Terms(losses, logs, out.features)

@@ -8,12 +8,17 @@ temperature τ, masked by the *unsharpened* clean confidence, averaged over all 
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from pydantic import Field
+from torch import Tensor, nn
 
+from polymodal.batch import Batch
 from polymodal.errors import ConfigError
+from polymodal.options import Options
+from polymodal.ssl.method import Terms, ViewFn, joint_forward, register_method, supervised_terms
 
 TSA_SCHEDULES = ("linear", "log", "exp")
 
@@ -36,26 +41,6 @@ def tsa_threshold(schedule: str, progress: float, num_classes: int) -> float:
         "exp": math.exp(5.0 * (progress - 1.0)),
     }[schedule]
     return alpha * (1.0 - 1.0 / num_classes) + 1.0 / num_classes
-
-
-def tsa_cross_entropy(
-    logits: Tensor, targets: Tensor, threshold: float | None, label_mask: Tensor | None = None
-) -> tuple[Tensor, Tensor]:
-    """Cross-entropy averaged over the labeled examples TSA keeps; returns (loss, kept-mask).
-
-    An example is kept when it has a label (``label_mask``) and its true-class probability is at
-    most ``threshold`` (None keeps every labeled example). Masks multiply instead of indexing, so
-    nothing waits on the device; an all-masked batch gives a zero loss that still has a graph.
-    """
-    keep = torch.ones_like(targets, dtype=torch.bool) if label_mask is None else label_mask
-    targets = targets.clamp_min(0)  # rows without a label may hold -1; they are masked anyway
-    logits = logits.float()
-    per_example = F.cross_entropy(logits, targets, reduction="none")
-    if threshold is not None:
-        true_prob = logits.softmax(-1).gather(1, targets[:, None]).squeeze(1)
-        keep = keep & (true_prob <= threshold)
-    kept = keep.float()
-    return (per_example * kept).sum() / kept.sum().clamp_min(1.0), keep
 
 
 def uda_consistency(
@@ -84,3 +69,38 @@ def uda_consistency(
     if confidence is not None:
         kl = kl * (clean.softmax(-1).max(-1).values > confidence).float()
     return kl.mean()
+
+
+class UDAOptions(Options):
+    weight: float = Field(1.0, ge=0.0)  # λ
+    temperature: float = Field(0.4, gt=0.0)  # τ: sharpening of the clean target
+    confidence: float | None = Field(0.8, ge=0.0, lt=1.0)  # β; None disables the mask
+    tsa: Literal["none", "linear", "log", "exp"] = "linear"
+
+
+@register_method("uda", options=UDAOptions)
+def uda(
+    model: nn.Module,
+    labeled: Batch,
+    unlabeled: Batch | None,
+    views: ViewFn,
+    progress: float,
+    u: UDAOptions,
+    generator: torch.Generator,
+) -> Terms:
+    """Per task: sup (with TSA) + λ · consistency between clean and strongly augmented unlabeled data."""
+    assert unlabeled is not None
+    with torch.no_grad():
+        clean_logits = model(views(unlabeled, "clean", generator))
+    lab = views(labeled, "weak", generator)
+    aug = views(unlabeled, "strong", generator)
+    out, (lab_out, aug_out) = joint_forward(model, [lab, aug])
+
+    def threshold(k: int) -> float | None:
+        return None if u.tsa == "none" else tsa_threshold(u.tsa, progress, k)
+
+    sup, kept = supervised_terms(lab_out, labeled, threshold)
+    unsup = {t: uda_consistency(clean_logits[t], aug_out[t], u.temperature, u.confidence) for t in sup}
+    losses = {t: sup[t] + u.weight * unsup[t] for t in sup}
+    logs = {"sup": sum(sup.values()).detach(), "unsup": sum(unsup.values()).detach(), "tsa_kept": kept}
+    return Terms(losses, logs, out.features)

@@ -10,12 +10,18 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 from torch import Tensor, nn
 
 from polymodal.batch import Batch
-from polymodal.config import Config
+from polymodal.options import Options
 from polymodal.ssl.common import forward_with, per_sample_norm
-from polymodal.ssl.objectives import METHODS, Logs, Losses, ViewFn, supervised_terms
+from polymodal.ssl.method import (
+    Terms,
+    ViewFn,
+    register_method,
+    supervised_terms,
+)
 
 
 def _kl(target: dict[str, Tensor], logits: dict[str, Tensor]) -> Tensor:
@@ -55,19 +61,27 @@ def vat_perturbation(
     return {m: eps * v for m, v in d.items()}
 
 
-@METHODS.register("vat")
+class VATOptions(Options):
+    eps: float = Field(2.0, gt=0.0)  # ε: L2 norm of the adversarial perturbation per example
+    xi: float = Field(1e-6, gt=0.0)  # ξ: finite-difference step of the power iteration
+    iterations: int = Field(1, ge=1)
+    weight: float = Field(1.0, ge=0.0)  # α on the VAT term
+    entmin: float = Field(1.0, ge=0.0)  # weight of entropy minimization (VAT + EntMin); 0 = plain VAT
+
+
+@register_method("vat", options=VATOptions)
 def vat(
     model: nn.Module,
     labeled: Batch,
     unlabeled: Batch | None,
     views: ViewFn,
     progress: float,
-    cfg: Config,
+    c: VATOptions,
     generator: torch.Generator,
-) -> tuple[Losses, Logs]:
+) -> Terms:
     assert unlabeled is not None
-    c = cfg.vat
-    sup, _ = supervised_terms(model(views(labeled, "weak", generator)), labeled, lambda k: None)
+    lab_out = model(views(labeled, "weak", generator))
+    sup, _ = supervised_terms(lab_out, labeled)
     unl = views(unlabeled, "weak", generator)
     reps: dict[str, Tensor] = {}  # each modality's continuous representation, captured on the way
     clean = {
@@ -85,4 +99,4 @@ def vat(
         "vat": sum(vat_loss.values()).detach(),
         "entropy": sum(ent.values()).detach(),
     }
-    return losses, logs
+    return Terms(losses, logs, lab_out.features)  # MGDA-UB: the forward the supervised loss came from

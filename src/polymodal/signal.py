@@ -1,4 +1,4 @@
-"""Log-mel features in pure torch, so audio feature extraction runs batched on the batch's device.
+"""Pure signal processing in torch (log-mel; later MFCC and sinc filters), batched on the input's device.
 
 No torchaudio or librosa: one fewer heavy dependency, and the maths is small enough to test against
 an independent numpy reference. The filterbank follows librosa's ``htk=True, norm=None`` semantics.
@@ -99,3 +99,60 @@ def log_mel_spectrogram(
     mel = torch.matmul(fb.T, power)  # (B, n_mels, frames)
     out = torch.log(mel + LOG_EPS)
     return out.squeeze(0) if squeeze else out
+
+
+@functools.lru_cache(maxsize=32)
+def _cached_dct(n_mels: int, n_mfcc: int, device: torch.device, dtype: torch.dtype) -> Tensor:
+    n = torch.arange(n_mels, dtype=torch.float64)[:, None]  # input (mel band) index
+    k = torch.arange(n_mfcc, dtype=torch.float64)[None, :]  # output (cepstral) index
+    basis = torch.cos(math.pi / n_mels * (n + 0.5) * k) * math.sqrt(2.0 / n_mels)
+    basis[:, 0] *= 1.0 / math.sqrt(2.0)  # the "ortho" scaling of the k = 0 row
+    return basis.to(device=device, dtype=dtype)
+
+
+def dct_matrix(
+    n_mels: int,
+    n_mfcc: int,
+    *,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> Tensor:
+    """Orthonormal DCT-II basis, shape (n_mels, n_mfcc): ``coeffs = basis.T @ log_mel``.
+
+    Column k is ``sqrt(2 / N) * cos(pi / N * (n + 1/2) * k)``, with column 0 scaled by ``1 / sqrt(2)``,
+    i.e. scipy/librosa ``dct(type=2, norm="ortho")`` and torchaudio ``create_dct(norm="ortho")``; with
+    ``n_mfcc == n_mels`` it is an orthogonal matrix. Cached per (params, device, dtype); read-only.
+    """
+    if not 1 <= n_mfcc <= n_mels:
+        raise ValueError(f"need 1 <= n_mfcc <= n_mels, got n_mfcc={n_mfcc}, n_mels={n_mels}")
+    dev = torch.device("cpu") if device is None else torch.device(device)
+    return _cached_dct(int(n_mels), int(n_mfcc), dev, dtype)
+
+
+def mfcc(
+    x: Tensor,
+    n_mfcc: int = 13,
+    *,
+    from_log_mel: bool = False,
+    sample_rate: int = 8000,
+    n_fft: int = 256,
+    hop_length: int = 80,
+    n_mels: int = 40,
+    f_min: float = 0.0,
+    f_max: float | None = None,
+) -> Tensor:
+    """MFCCs (B, n_mfcc, frames) (or (n_mfcc, frames)): the orthonormal DCT-II of the log-mel.
+
+    ``x`` is a waveform batch (B, T) / (T,) passed through `log_mel_spectrogram` with the keyword
+    options, or, with ``from_log_mel=True``, an existing log-mel (..., n_mels, frames). As in Davis &
+    Mermelstein (1980), the DCT decorrelates the overlapping mel bands. The log is natural (librosa and
+    torchaudio use 10 * log10 dB, which scales every coefficient by 10 / ln 10; no liftering).
+    """
+    if from_log_mel:
+        if x.dim() < 2:
+            raise ValueError(f"expected a log-mel (..., n_mels, frames), got shape {tuple(x.shape)}")
+        log_mel = x if x.is_floating_point() else x.float()
+    else:
+        log_mel = log_mel_spectrogram(x, sample_rate, n_fft, hop_length, n_mels, f_min, f_max)
+    basis = dct_matrix(log_mel.shape[-2], n_mfcc, device=log_mel.device, dtype=log_mel.dtype)
+    return torch.matmul(basis.T, log_mel)

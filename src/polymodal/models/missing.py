@@ -53,20 +53,3 @@ class Without(nn.Module):
 
     def forward(self, batch: Batch) -> Any:
         return self.model(without(batch, self.modality))
-
-
-def evaluate_run_missing(run_dir: Any, data_root: str | None = None) -> dict[str, Any]:
-    """A run's test results with all modalities, then without each one (multi-modal runs only)."""
-    from polymodal.engine.evaluate import load_run
-    from polymodal.engine.trainer import evaluate
-
-    cfg, data, views, model, device = load_run(run_dir, data_root)
-
-    def run(m: nn.Module) -> dict[str, Any]:
-        return evaluate(m, data.test, views, cfg.data.eval_batch_size, device, cfg.train.precision)
-
-    out = {"all": run(model)}
-    if len(cfg.model.encoders) > 1:
-        for m in cfg.model.encoders:
-            out[f"without_{m}"] = run(Without(model, m))
-    return out
