@@ -157,7 +157,7 @@ def test_dwa_weights_from_loss_history():
         assert float(la.grad) == 1.0  # first two periods: equal weights
     r = torch.tensor([2.0 / 4.0, 2.0 / 2.0])
     expected = 2 * torch.softmax(r / 2.0, 0)
-    assert torch.allclose(bal.weights(), expected)
+    assert torch.allclose(bal.weights(4), expected)
     la, lb = torch.tensor(1.0, requires_grad=True), torch.tensor(1.0, requires_grad=True)
     bal.backward({"a": la, "b": lb}, [], 4)
     assert torch.allclose(torch.stack([la.grad, lb.grad]), expected)

@@ -82,7 +82,9 @@ class TrainConfig(Options):
     checkpoint_every: int = Field(500, gt=0)
     log_every: int = Field(50, gt=0)
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
-    precision: Literal["fp32", "bf16"] = "fp32"
+    precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast on cuda, fp32 elsewhere
+    channels_last: bool | None = None  # None: channels_last weights on cuda (tensor cores), not on cpu
+    compile: bool = False  # torch.compile the model (in place: checkpoint keys do not change)
     deterministic: bool = False
     threads: int | None = Field(None, gt=0)  # CPU threads; None: torch's default
 

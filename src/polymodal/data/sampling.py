@@ -14,13 +14,21 @@ class EpochSampler:
         self._perms: dict[int, torch.Tensor] = {}
 
     def _perm(self, epoch: int) -> torch.Tensor:
-        if epoch not in self._perms:
+        if epoch not in self._perms:  # keep the last two: a batch may span an epoch boundary
             g = torch.Generator().manual_seed(self.seed * 7919 + epoch)
-            self._perms = {epoch: torch.randperm(self.n, generator=g).to(self.device)}
+            perm = torch.randperm(self.n, generator=g).to(self.device)
+            self._perms = {e: v for e, v in self._perms.items() if e == epoch - 1} | {epoch: perm}
         return self._perms[epoch]
 
     def __call__(self, step: int) -> torch.Tensor:
-        pos = torch.arange(step * self.batch, (step + 1) * self.batch)
-        epochs, offsets = pos // self.n, pos % self.n
-        parts = [self._perm(int(e))[offsets[epochs == e].to(self.device)] for e in torch.unique(epochs)]
-        return torch.cat(parts)
+        """Positions are plain integers, so a step's rows are slices of device permutations: no
+        tensor is read back on the host (a batch that crosses an epoch boundary joins two)."""
+        start, stop = step * self.batch, (step + 1) * self.batch
+        parts = []
+        for epoch in range(start // self.n, (stop - 1) // self.n + 1):
+            lo, hi = (
+                max(start, epoch * self.n) - epoch * self.n,
+                min(stop, (epoch + 1) * self.n) - epoch * self.n,
+            )
+            parts.append(self._perm(epoch)[lo:hi])
+        return parts[0] if len(parts) == 1 else torch.cat(parts)

@@ -15,7 +15,6 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.optim.swa_utils import AveragedModel
 
 from polymodal.augment.views import Views
 from polymodal.batch import Batch
@@ -30,6 +29,7 @@ from polymodal.models.output import TaskModel
 from polymodal.mtl import Balancer
 from polymodal.options import Options
 from polymodal.ssl import METHODS, Method, make_teacher
+from polymodal.ssl.teacher import EMA
 
 
 @dataclass
@@ -47,8 +47,8 @@ class Run:
     unlabeled_batch: Callable[[int], Batch] | None
     opt: torch.optim.Optimizer
     sched: Any
-    ema: AveragedModel | None  # the evaluated weights (train.ema)
-    teacher: AveragedModel | None  # the method's EMA teacher (Mean Teacher, ICT)
+    ema: EMA | None  # the evaluated weights (train.ema)
+    teacher: EMA | None  # the method's EMA teacher (Mean Teacher, ICT)
     shared: list[nn.Parameter] = field(default_factory=list)  # trunk: the balancer combines task gradients
     heads: list[nn.Parameter] = field(default_factory=list)  # per-task: each gets its own task's gradient
     start: int = 0  # first step to run (a resumed run's checkpoint step)
@@ -74,12 +74,16 @@ def build_run(cfg: Config, run_dir: RunDir | None, resume: bool = False, data: R
     data = data or build_data(cfg, run_dir.path if run_dir else None, device)
     views = build_views(cfg, data)
     model = build_model(cfg, data, views, device)
+    if tc.channels_last if tc.channels_last is not None else device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)  # 4-D weights; convs then run NHWC
     balancer, task_batches = build_multitask(cfg, model, data.labeled, device)
     opt = build_optimizer(nn.ModuleList([model, balancer]), tc)
     method = METHODS.get(cfg.method)
     options = cfg.method_options()
     ema = make_teacher(model, tc.ema) if tc.ema is not None else None  # same warm-up as a teacher
     teacher = make_teacher(model, method.teacher_decay(options)) if method.teacher_decay else None
+    if tc.compile:  # after the EMA copies; in place, so state-dict keys stay those of the model
+        model.compile()
     lab = EpochSampler(len(data.labeled), cfg.data.batch_size, cfg.seed, device)
     unl = data.unlabeled
     unl_rows = (

@@ -53,7 +53,15 @@ def step_generator(seed: int, step: int, device: torch.device) -> torch.Generato
     return torch.Generator(device=device).manual_seed(derived)
 
 
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """``auto`` is bf16 autocast on cuda (tensor cores; no loss scaling needed) and fp32 elsewhere: on
+    CPU bf16 matmuls are slower than fp32 on most cores, and on mps bf16 autocast is incomplete."""
+    if precision == "auto":
+        return "bf16" if device.type == "cuda" else "fp32"
+    return precision
+
+
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager[None]:
-    if precision == "fp32":
+    if resolve_precision(precision, device) == "fp32":
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16)

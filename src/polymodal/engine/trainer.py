@@ -14,6 +14,7 @@ from polymodal.engine.evaluate import Results, evaluate
 from polymodal.engine.progress import Progress
 from polymodal.engine.run import Run, build_run, check_finite, state_dict, train_step
 from polymodal.engine.rundir import RunDir
+from polymodal.engine.runtime import resolve_precision
 
 
 def train(cfg: Config, run_dir: Path | RunDir, resume: bool = False, quiet: bool = False) -> dict[str, Any]:
@@ -29,7 +30,7 @@ def train(cfg: Config, run_dir: Path | RunDir, resume: bool = False, quiet: bool
     n_unl = len(data.unlabeled) if data.unlabeled is not None else 0
     progress.note(
         f"{cfg.data.name}: {len(data.labeled)} labeled, {n_unl} unlabeled, {len(data.test)} test | "
-        f"device {run.device} {tc.precision} | run dir {rd}"
+        f"device {run.device} {resolve_precision(tc.precision, run.device)} | run dir {rd}"
     )
     run.t0 = time.perf_counter()  # setup is not training time
     for step in range(run.start, tc.steps):
@@ -84,7 +85,7 @@ def finish(run: Run, progress: Progress) -> dict[str, Any]:
         "test_error": res[next(iter(res))]["error"],
         "seconds": round(seconds, 2),
         "device": str(run.device),
-        "precision": cfg.train.precision,
+        "precision": resolve_precision(cfg.train.precision, run.device),
     }
     rd.write_summary(summary)
     progress.note(f"done in {seconds:.1f}s: " + _errors(res, "test error"))

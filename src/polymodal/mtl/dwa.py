@@ -32,8 +32,8 @@ class DynamicWeightAverage(LossWeighting):
         self.register_buffer("history", torch.zeros(2, t))  # mean losses of periods k-2, k-1
         self.register_buffer("periods", torch.zeros((), dtype=torch.int64))  # completed periods
 
-    def weights(self) -> Tensor:
-        if int(self.periods) < 2:
+    def weights(self, step: int) -> Tensor:
+        if step // self.period < 2:  # completed periods (= the `periods` buffer), known on the host
             return torch.ones(len(self.tasks), device=self.history.device)
         ratio = self.history[1] / self.history[0].clamp_min(1e-12)
         return len(self.tasks) * torch.softmax(ratio / self.temperature, dim=0)
@@ -47,4 +47,4 @@ class DynamicWeightAverage(LossWeighting):
             self.periods += 1
 
     def loss_weights(self, vec: Tensor, step: int) -> Tensor:
-        return self.weights()
+        return self.weights(step)

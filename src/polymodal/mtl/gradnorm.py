@@ -35,7 +35,7 @@ class GradNorm(Balancer):
     def weight_grad(self, norms: Tensor, vec: Tensor) -> Tensor:
         """d/dw of Σ_t |w_t n_t − Ḡ r_t^α| with the target held constant; ``norms`` = ‖∇_W L_t‖."""
         g = self.weight.detach() * norms
-        ratio = vec.detach() / self.initial
+        ratio = vec.detach().to(g) / self.initial.to(g)
         target = g.mean() * (ratio / ratio.mean()) ** self.alpha
         return torch.sign(g - target) * norms
 
@@ -55,7 +55,8 @@ class GradNorm(Balancer):
             self.weight.mul_(len(self.tasks) / self.weight.sum().clamp_min(1e-12))
             if bool((self.initial == 0).all()):
                 self.initial.copy_(vec.detach().clamp_min(1e-12))
-        norms = task_gradients(vec, last[-1:]).norm(dim=1)
+        # ‖∇_W L_t‖ in the weights' dtype: float64 shared parameters give float64 gradients
+        norms = task_gradients(vec, last[-1:]).norm(dim=1).to(self.weight.dtype)
         self.weight.grad = self.weight_grad(norms, vec)
         total = (self.weight.detach() * vec).sum()
         torch.autograd.backward(total, inputs=[*shared, *[h for h in heads if h.requires_grad]])

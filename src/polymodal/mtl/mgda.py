@@ -2,11 +2,17 @@
 Multi-Objective Optimization", arXiv:1810.04650).
 
 The weights are the min-norm point of the convex hull of the task gradients,
-``α = argmin_{α∈Δ} ‖Σ α_t g_t‖²``, found by the paper's Frank-Wolfe solver with exact line search
-(exact closed form for two tasks). MGDA-UB (``ub: true``) takes the gradients w.r.t. the shared
-representation Z instead of the shared parameters: an upper bound that costs one batched backward
-through the heads only. As in the official code, ``normalize: l2`` rescales gradients to unit norm
-before solving, and the weights multiply the raw losses.
+``α = argmin_{α∈Δ} ‖Σ α_t g_t‖²``. The paper solves it with Frank-Wolfe, which stalls far from the
+optimum on ill-conditioned T ≥ 3 problems; T is small, so it is solved exactly instead with Wolfe's
+active-set min-norm-point algorithm (Wolfe 1976, "Finding the nearest point in a polytope"), which
+needs only the Gram matrix: keep a corral S of affinely independent gradients, move to the affine
+minimiser of S, drop the gradients whose weight reaches 0, and add the gradient most opposed to the
+current point until none is (``g_j·p ≥ ‖p‖²`` for all j: the KKT conditions). Duplicate or
+rank-deficient gradients never enter the corral twice, so every solve is well posed. MGDA-UB
+(``ub: true``) takes the gradients w.r.t. the shared representation Z instead of the shared
+parameters: an upper bound that costs one batched backward through the heads only. As in the
+official code, ``normalize: l2`` rescales gradients to unit norm before solving, and the weights
+multiply the raw losses.
 """
 
 from __future__ import annotations
@@ -21,8 +27,20 @@ from polymodal.errors import ConfigError
 from polymodal.mtl.base import BALANCERS, GradientBalancer, Params, host_gram, task_gradients
 
 
-def min_norm_weights(gram: np.ndarray, iters: int = 250, tol: float = 1e-7) -> np.ndarray:
-    """argmin over the simplex of ``αᵀ gram α`` (Frank-Wolfe; exact for T ≤ 2)."""
+def _affine_minimiser(gram: np.ndarray, s: list[int]) -> np.ndarray:
+    """Weights (summing to 1) of the min-norm point of the affine hull of the gradients ``s``."""
+    k = len(s)  # Jacobi-scaled bordered system: badly scaled rows keep their precision
+    diag = np.diag(gram)[s]
+    d = np.append(np.where(diag > 0, 1 / np.sqrt(np.maximum(diag, 1e-300)), 1.0), 1.0)
+    kkt = np.zeros((k + 1, k + 1))
+    kkt[:k, :k], kkt[:k, k], kkt[k, :k] = gram[np.ix_(s, s)], 1.0, 1.0
+    rhs = np.zeros(k + 1)
+    rhs[k] = 1.0
+    return d[:k] * np.linalg.lstsq(kkt * np.outer(d, d), rhs * d, rcond=None)[0][:k]
+
+
+def min_norm_weights(gram: np.ndarray) -> np.ndarray:
+    """argmin over the simplex of ``αᵀ gram α``, exact (closed form for T = 2, Wolfe for T ≥ 3)."""
     t = len(gram)
     if t == 1:
         return np.ones(1)
@@ -30,18 +48,31 @@ def min_norm_weights(gram: np.ndarray, iters: int = 250, tol: float = 1e-7) -> n
         denom = gram[0, 0] + gram[1, 1] - 2 * gram[0, 1]
         gamma = 0.5 if denom <= 1e-20 else float(np.clip((gram[1, 1] - gram[0, 1]) / denom, 0, 1))
         return np.array([gamma, 1 - gamma])
-    w = np.full(t, 1 / t)
-    for _ in range(iters):
-        i = int(np.argmin(gram @ w))
-        vv, vi, ii = w @ gram @ w, w @ gram[:, i], gram[i, i]
-        denom = vv + ii - 2 * vi
-        gamma = 0.0 if denom <= 1e-20 else float(np.clip((vv - vi) / denom, 0, 1))
-        new = (1 - gamma) * w
-        new[i] += gamma
-        if np.abs(new - w).sum() < tol:
-            return new
-        w = new
-    return w
+    g = gram / max(float(np.max(np.diag(gram))), 1e-300)  # scale-free: the weights do not change
+    s, x = [int(np.argmin(np.diag(g)))], np.zeros(t)
+    x[s[0]] = 1.0
+    for _ in range(50 * t):  # major cycles; Wolfe's algorithm terminates finitely
+        gx = g @ x
+        j = int(np.argmin(gx))
+        if j in s or gx[j] >= x @ gx - 1e-13 * (1 + x @ gx):
+            break  # KKT: no gradient makes an obtuse angle with the current point
+        s.append(j)
+        for _ in range(t + 1):  # minor cycles: each drops at least one gradient from the corral
+            y = _affine_minimiser(g, s)
+            if y.min() > 1e-15:
+                x = np.zeros(t)
+                x[s] = y
+                break
+            xs = x[s]
+            neg = y <= 1e-15
+            ratio = xs[neg] / (xs[neg] - y[neg])
+            theta = float(ratio.min())
+            xs = xs + theta * (y - xs)
+            xs[np.flatnonzero(neg)[int(np.argmin(ratio))]] = 0.0
+            s = [i for i, v in zip(s, xs, strict=True) if v > 1e-15]
+            x = np.zeros(t)
+            x[s] = xs[xs > 1e-15] / xs[xs > 1e-15].sum()
+    return x
 
 
 @BALANCERS.register("mgda")

@@ -1,9 +1,16 @@
 """Uncertainty weighting (Kendall, Gal & Cipolla, CVPR 2018, arXiv:1705.07115).
 
-Each task has a learned log-variance ``s_t = log σ_t²``; the classification form of the paper's
-objective (its eq. 10) is ``Σ_t exp(-s_t)·L_t + s_t / 2``: a noisy task gets a large σ and a small
-weight, and the ``s_t / 2`` term stops σ from growing without bound. The ``s_t`` are parameters the
-optimizer updates with the model.
+Each task has a learned log-variance ``s_t = log σ_t²``; the objective is
+``Σ_t exp(-s_t)·L_t + s_t / 2``: a noisy task gets a large σ and a small weight, and the ``s_t / 2``
+term stops σ from growing without bound. The ``s_t`` are parameters the optimizer updates with the
+model.
+
+**Convention.** This is the paper's *classification* form (its eq. 10: ``L/σ² + log σ``) for every
+task. The reference implementations (LibMTL 1.1.5's ``UW``, the Nash-MTL repository's baseline)
+use the *regression* form (``L/(2σ²) + log σ``), i.e. ``L_t / (2·exp(s_t)) + s_t / 2``. The two differ
+only by a factor 2 on the loss term: at ``s = 0`` the weight is 1 here and ½ there, and the
+stationary ``s_t`` is ``log 2L_t`` here and ``log L_t`` there, but the stationary weight on ``L_t``
+is ``1 / (2L_t)`` in both.
 """
 
 from __future__ import annotations
