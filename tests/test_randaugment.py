@@ -7,8 +7,15 @@ import pytest
 import torch
 
 from polymodal.augment import AUGMENTATIONS, Pipeline
-from polymodal.augment.randaugment import OPS, apply_op, randaugment
-from polymodal.errors import ConfigError
+from polymodal.augment.randaugment import (
+    GEOMETRIC,
+    OPS,
+    apply_op,
+    geometry_source,
+    geometry_table,
+    randaugment,
+)
+from polymodal.errors import ConfigError, ShapeError
 
 LEVEL, SIGN, CENTRE = 0.7, -1.0, (0.3, 0.6)
 
@@ -46,7 +53,7 @@ def _equalize_channel(ch):
     histo = [c for c in h if c]
     if len(histo) <= 1:
         return ch
-    step = (sum(histo) - histo[-1]) // 256
+    step = (sum(histo) - histo[-1]) // 255
     if not step:
         return ch
     lut, n = [], step // 2
@@ -57,12 +64,13 @@ def _equalize_channel(ch):
 
 
 def _warp(img, src_of, fill=0.0):
+    """PIL nearest neighbour: output pixel centre (x + ½, y + ½) takes the pixel its source falls in."""
     c, h, w = len(img), len(img[0]), len(img[0][0])
     out = [[[fill] * w for _ in range(h)] for _ in range(c)]
     for y in range(h):
         for x in range(w):
-            sx, sy = src_of(x - (w - 1) / 2, y - (h - 1) / 2)
-            ix, iy = round(sx + (w - 1) / 2), round(sy + (h - 1) / 2)
+            sx, sy = src_of(x + 0.5, y + 0.5)
+            ix, iy = math.floor(sx), math.floor(sy)
             if 0 <= ix < w and 0 <= iy < h:
                 for k in range(c):
                     out[k][y][x] = img[k][iy][ix]
@@ -107,7 +115,7 @@ def reference(name, img):
                     deg[k][y][x] = (tot + 4 * img[k][y][x]) / 13
         return _blend(deg, img, f)
     if name == "cutout":
-        size = math.floor(LEVEL * 20 / 32 * min(h, w))
+        size = 2 * math.floor(LEVEL * 10 / 32 * min(h, w) + 0.5)  # 2m at 32 px, as the official code
         y0, x0 = math.floor(CENTRE[0] * h) - size // 2, math.floor(CENTRE[1] * w) - size // 2
         return [
             [
@@ -116,18 +124,22 @@ def reference(name, img):
             ]
             for ch in img
         ]
-    if name == "shear_x":
+    if name == "shear_x":  # PIL AFFINE (1, s, 0, 0, 1, 0): about the top-left corner
         return _warp(img, lambda x, y: (x + 0.3 * s * y, y))
     if name == "shear_y":
         return _warp(img, lambda x, y: (x, y + 0.3 * s * x))
-    if name == "translate_x":
-        return _warp(img, lambda x, y: (x - s * 10 / 32 * w, y))
+    if name == "translate_x":  # whole pixels, out(x) = in(x + t)
+        return _warp(img, lambda x, y: (x + SIGN * math.floor(LEVEL * 10 / 32 * w + 0.5), y))
     if name == "translate_y":
-        return _warp(img, lambda x, y: (x, y - s * 10 / 32 * h))
-    if name == "rotate":
-        t = s * 30 * math.pi / 180
+        return _warp(img, lambda x, y: (x, y + SIGN * math.floor(LEVEL * 10 / 32 * h + 0.5)))
+    if name == "rotate":  # PIL rotate(deg): counter-clockwise about (w/2, h/2)
+        t, cx, cy = s * 30 * math.pi / 180, w / 2, h / 2
         return _warp(
-            img, lambda x, y: (math.cos(t) * x + math.sin(t) * y, -math.sin(t) * x + math.cos(t) * y)
+            img,
+            lambda x, y: (
+                cx + math.cos(t) * (x - cx) - math.sin(t) * (y - cy),
+                cy + math.sin(t) * (x - cx) + math.cos(t) * (y - cy),
+            ),
         )
     raise AssertionError(name)
 
@@ -136,7 +148,7 @@ def reference(name, img):
 @pytest.mark.parametrize("name", OPS)
 def test_each_op_matches_single_image_reference(name, channels):
     g = torch.Generator().manual_seed(OPS.index(name))
-    img = torch.rand(1, channels, 24, 20, generator=g)  # ≥ 256 pixels, else PIL equalize is a no-op
+    img = torch.rand(1, channels, 24, 20, generator=g)  # > 255 pixels, else PIL's equalize step is 0
     img[0, 0, :3] = 0.0  # some black rows so posterize/solarize/equalize see varied levels
     out = apply_op(name, img, torch.tensor([LEVEL]), torch.tensor([SIGN]), torch.tensor([CENTRE]))
     ref = torch.tensor(reference(name, img[0].tolist()), dtype=torch.float32)
@@ -192,3 +204,62 @@ def test_registered_with_the_op_contract():
     with pytest.raises(ConfigError, match="magnitude must be in 0..10"):
         pipe = Pipeline([{"op": "randaugment", "magnitude": 11}])
         pipe(torch.rand(2, 1, 8, 8), torch.Generator())
+
+
+def test_apply_op_converts_uint8_and_refuses_other_inputs_in_one_line():
+    x = (torch.rand(2, 3, 8, 8) * 255).to(torch.uint8)
+    out = apply_op("invert", x, 0.5)
+    assert out.dtype == torch.float32 and torch.equal(out, 1 - x.float() / 255)  # not 255 - x wrapped
+    with pytest.raises(
+        ConfigError, match=r"^apply_op\('invert'\): expected float images in \[0, 1\] or uint8"
+    ):
+        apply_op("invert", x.long(), 0.5)
+    with pytest.raises(ShapeError, match=r"expected an image batch \(B, C, H, W\), got shape \(3, 8, 8\)"):
+        apply_op("invert", x[0].float(), 0.5)
+    with pytest.raises(ShapeError, match=r"level and sign must be \(2,\)"):
+        apply_op("rotate", x, torch.tensor([0.1, 0.2, 0.3]))
+    with pytest.raises(ConfigError, match="unknown op 'blur'; available: invert, cutout"):
+        apply_op("blur", x, 0.5)
+    with pytest.raises(ShapeError, match="randaugment: expected an image batch"):
+        randaugment(torch.rand(8, 8), generator=None)
+    y = x.float() / 255
+    before = y.clone()
+    for name in OPS:  # ops may work in place on their scratch copy, never on the caller's tensor
+        apply_op(name, y, 0.7)
+    assert torch.equal(y, before)
+
+
+@pytest.mark.parametrize("shape", [(20, 24), (28, 28), (32, 32)])
+def test_cached_geometry_table_is_the_direct_source_map(shape):
+    h, w = shape
+    table = geometry_table(h, w, torch.device("cpu"))
+    level = torch.arange(11, dtype=torch.float64) / 10
+    for k, name in enumerate(GEOMETRIC):
+        for j, s in enumerate((-1.0, 1.0)):
+            assert torch.equal(table[k, j], geometry_source(name, level, torch.full((11,), s), h, w))
+
+
+def test_fused_geometry_in_randaugment_matches_apply_op():
+    """With p = 1 and a fixed magnitude, every output row is one op of apply_op at that magnitude."""
+    x = torch.rand(48, 3, 12, 12, generator=torch.Generator().manual_seed(2))
+    out, _ = randaugment(x, generator=torch.Generator().manual_seed(0), n=1, magnitude=6, p=1.0, fill=0.25)
+    lv = torch.full((48,), 0.6, dtype=torch.float64)
+    names = [
+        (name, s) for name in OPS if name != "cutout" for s in ((-1.0, 1.0) if name in GEOMETRIC else (1.0,))
+    ]
+    candidates = torch.stack([apply_op(name, x, lv, torch.full((48,), s), fill=0.25) for name, s in names])
+    match = (candidates - out).abs().flatten(2).amax(2) < 1e-6  # (candidates, 48)
+    cutout_rows = ((out == 0.5) | (out == x)).flatten(1).all(1)
+    assert (match.any(0) | cutout_rows).all()
+    geometric = match[[i for i, (name, _) in enumerate(names) if name in GEOMETRIC]].any(0)
+    assert match.any(0).sum() > 30 and geometric.sum() > 8  # the fused gather ran on many rows
+
+
+def test_cached_and_direct_geometry_paths_agree(monkeypatch):
+    import polymodal.augment.randaugment as ra
+
+    x = torch.rand(96, 3, 16, 12, generator=torch.Generator().manual_seed(4))
+    cached, _ = randaugment(x, generator=torch.Generator().manual_seed(9), n=2, fill=0.3)
+    monkeypatch.setattr(ra, "TABLE_MAX_PIXELS", 0)  # per-op geometry_source instead of the table
+    direct, _ = randaugment(x, generator=torch.Generator().manual_seed(9), n=2, fill=0.3)
+    assert torch.equal(cached, direct)
