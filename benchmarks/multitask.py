@@ -148,7 +148,7 @@ def main() -> None:
         if (run / "summary.json").is_file()
     }
     train_wall = time.time() - t0
-    if args.report_only and results:  # the trainings' span, read off the run files
+    if results:  # the trainings' span, read off the run files (an interrupted benchmark reuses runs)
         starts = [(run / "config.yaml").stat().st_mtime for run in results]
         ends = [(run / "summary.json").stat().st_mtime for run in results]
         train_wall = max(ends) - min(starts)
@@ -157,12 +157,16 @@ def main() -> None:
     t1 = time.time()
     timing = ["--rounds", "1", "--steps", "1"] if args.smoke else []
 
+    timed: list[str] = []
+
     def time_steps(name: str, config: str, *opts: str) -> Path:
         out = runs / f"{name}.json"
         if out.is_file() or args.report_only:
             return out
+        timed.append(name)
         cmd = [sys.executable, str(REPO / "benchmarks/mtl_step_time.py"), "--threads", "2", "--config"]
-        subprocess.run([*cmd, str(REPO / config), *opts, *timing, "--json", str(out)], check=True)
+        root = [a for c in common if c.startswith("data.root=") for a in ("--set", c)]  # as the trainings
+        subprocess.run([*cmd, str(REPO / config), *opts, *root, *timing, "--json", str(out)], check=True)
         return out
 
     step_json = time_steps(
@@ -189,8 +193,11 @@ def main() -> None:
         f"- Command: `nice -n 10 python benchmarks/multitask.py {' '.join(sys.argv[1:])}`",
         f"- Seeds {args.seeds}; {args.parallel} training runs at a time, 1 thread each; "
         "step timing with 2 threads.",
-        f"- Wall time: trainings {train_wall / 60:.1f} min (runs already finished were reused), timing "
-        f"{time_wall / 60:.1f} min.",
+        f"- Wall time: trainings {train_wall / 60:.1f} min (first run started to last run finished; "
+        "finished runs are reused), step timing "
+        + (
+            f"{time_wall / 60:.1f} min." if timed else f"reused from an earlier run ({runs}/step_time*.json)."
+        ),
         "",
         "## 1. MultiMNIST, every image labeled for both tasks",
         "",

@@ -29,7 +29,7 @@ LAYERS = [
     ["ssl", "mtl"],
     ["config"],
     ["engine"],
-    ["transfer", "demo"],
+    ["transfer", "demo", "speaker", "report", "search"],
     ["cli", "__main__"],
 ]
 LAYER = {name: i for i, names in enumerate(LAYERS) for name in names}

@@ -82,7 +82,7 @@ def test_registered_dataset_loads_from_the_cache(
     (tmp_path / "avmnist").symlink_to(built[0])
     monkeypatch.setenv("POLYMODAL_CACHE", str(tmp_path))
     bundle = load_dataset("avmnist", data_root)
-    assert bundle.tasks == {"digit": 10} and set(bundle.modalities) == {"image", "audio"}
+    assert bundle.tasks == {"digit": 10, "speaker": 6} and set(bundle.modalities) == {"image", "audio"}
     with pytest.raises(ConfigError, match="avmnist has no option 'snr'"):
         build_avmnist(data_root, tmp_path / "x", snr=3)
 

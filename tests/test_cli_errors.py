@@ -32,7 +32,7 @@ def cfg_file(tmp_path: Path, data_root: Path) -> str:
         (["train.steps=abc"], "train.steps='abc': Input should be a valid integer"),
         (["uda.confidence=1.5"], "uda.confidence=1.5: Input should be less than 1"),
         (["method=simclr"], "method='simclr': unknown method; available: fixmatch, ict, mean_teacher"),
-        (["data.name=cifar"], "data.name='cifar': unknown dataset; available: avmnist, banking77"),
+        (["data.name=cifar"], "data.name='cifar': unknown dataset; available: avmnist, avmnist4, banking77"),
         (["train.precision=fp8"], "train.precision='fp8': Input should be 'auto', 'fp32' or 'bf16'"),
         (["augment.image.strong=[{op: blur}]"], "unknown augmentation 'blur'; available: affine"),
         (["augment.image.weak=[{op: crop, padding: 2}]"], "has no parameter 'padding'; allowed: pad"),

@@ -82,7 +82,48 @@ def test_transfer_cli_one_line_errors(tmp_path, capsys) -> None:
     assert main(["transfer", str(path), "--set", "align.los=l2"]) == 2
     assert (
         capsys.readouterr().err.strip()
-        == "polymodal: error: align.los: unknown key; allowed: loss, steps, temperature"
+        == "polymodal: error: align.los: unknown key; allowed: loss, feature_weight, steps, temperature, "
+        "distill, distill_temperature, target_labels_per_class, lr"
     )
     assert main(["transfer", str(path), "--set", "target.encoder.out_dim=5"]) == 2
     assert "target.encoder gives 5 features but source a's head reads 8" in capsys.readouterr().err
+
+
+def test_distillation_loss_closed_form() -> None:
+    from polymodal.transfer import distillation_loss
+
+    t = torch.tensor([[2.0, 0.0, -1.0], [0.5, 0.5, 0.0]])
+    s = torch.tensor([[0.0, 1.0, 0.0], [1.0, -1.0, 2.0]])
+    p, q = (t / 2).softmax(-1), (s / 2).softmax(-1)
+    want = 4 * (p * (p.log() - q.log())).sum(-1).mean()  # T^2 KL(p_T(teacher) || p_T(student)), T = 2
+    torch.testing.assert_close(distillation_loss(s, t, 2.0), want)
+    assert distillation_loss(t, t, 2.0).abs() < 1e-6
+    s.requires_grad_(True), t.requires_grad_(True)
+    distillation_loss(s, t).backward()
+    assert t.grad is None and s.grad.abs().sum() > 0  # the teacher gets no gradient
+
+
+@pytest.mark.usefixtures("fake_dataset")
+def test_distillation_alone_reads_b_through_a_head_and_reports_the_ratio() -> None:
+    res = run_transfer(config(align={"loss": "none", "distill": 1.0, "steps": 150}, steps=40))
+    acc = list(res["accuracy"].values())
+    assert "(0 b labels)" in list(res["accuracy"])[1]
+    assert acc[1] > 0.85 and res["ratio_to_scratch"] == pytest.approx(acc[1] / acc[2])
+
+
+@pytest.mark.usefixtures("fake_dataset")
+def test_a_few_target_labels_and_a_scratch_run_as_baseline(tmp_path, monkeypatch) -> None:
+    from polymodal.engine.rundir import RunDir
+    from polymodal.models import create_encoder
+    from polymodal.models.multihead import MultiHeadModel
+
+    enc = {"name": "tabular_mlp", "in_dim": 10, "hidden": [16], "out_dim": 8}
+    torch.manual_seed(0)
+    model = MultiHeadModel({"b": create_encoder(**enc)}, {"y": 4})
+    RunDir(tmp_path).create()
+    RunDir(tmp_path).save_checkpoint({"model": model.state_dict()})  # an untrained "scratch" run
+    target = {"modality": "b", "encoder": enc, "run": str(tmp_path)}
+    align = {"loss": "l2", "steps": 60, "target_labels_per_class": 2}
+    res = run_transfer(config(align=align, target=target))
+    assert "(2 per class b labels)" in list(res["accuracy"])[1]
+    assert list(res["accuracy"].values())[2] < 0.5  # the run's (untrained) model was evaluated, not retrained

@@ -25,6 +25,11 @@ from torch import Tensor
 from polymodal.errors import ShapeError
 
 
+def valid_mask(lengths: Tensor, size: int) -> Tensor:
+    """(B,) valid lengths -> (B, size) bool, True at the valid positions of a right-padded axis."""
+    return torch.arange(size, device=lengths.device)[None, :] < lengths[:, None]
+
+
 def _check_rows(name: str, tensors: dict[str, Tensor], n: int) -> None:
     for key, t in tensors.items():
         if t.shape[0] != n:
@@ -94,10 +99,12 @@ class TensorData:
     lengths: dict[str, Tensor] = field(default_factory=dict)
     # task -> (N,) bool: which rows hold that task's label (missing labels); absent: every row does
     target_mask: dict[str, Tensor] = field(default_factory=dict)
+    # modality -> (N,) bool: which rows have that modality (a missing one is a zero slot); absent: all do
+    modality_mask: dict[str, Tensor] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         n = len(self)
-        for name in ("inputs", "targets", "lengths", "target_mask"):
+        for name in ("inputs", "targets", "lengths", "target_mask", "modality_mask"):
             _check_rows(name, getattr(self, name), n)
 
     def __len__(self) -> int:
@@ -113,6 +120,7 @@ class TensorData:
             {k: v.to(device) for k, v in self.targets.items()},
             {k: v.to(device) for k, v in self.lengths.items()},
             {k: v.to(device) for k, v in self.target_mask.items()},
+            {k: v.to(device) for k, v in self.modality_mask.items()},
         )
 
     def subset(self, index: Tensor) -> TensorData:
@@ -122,6 +130,7 @@ class TensorData:
             {k: v[index] for k, v in self.targets.items()},
             {k: v[index] for k, v in self.lengths.items()},
             {k: v[index] for k, v in self.target_mask.items()},
+            {k: v[index] for k, v in self.modality_mask.items()},
         )
 
     def batch(self, index: Tensor, with_targets: bool = True) -> Batch:
@@ -135,7 +144,8 @@ class TensorData:
             inputs[k] = x
         targets = {k: v[index] for k, v in self.targets.items()} if with_targets else {}
         masks = {k: v[index] for k, v in self.target_mask.items() if k in targets}
-        return Batch(inputs, targets, masks, lengths=lengths)
+        present = {k: v[index] for k, v in self.modality_mask.items()}
+        return Batch(inputs, targets, masks, present, lengths)
 
 
 def cat_batches(batches: list[Batch]) -> Batch:

@@ -26,6 +26,11 @@ class DataConfig(Options):
     unlabeled_ratio: int = Field(7, gt=0)  # μ: unlabeled batch = μ × labeled batch
     eval_batch_size: int = Field(1000, gt=0)
     one_label_per_example: bool = False  # keep each training example's label for one seeded task only
+    # where the splits live: auto (device if they fit), device, pinned (host; batches copied
+    # asynchronously), mmap (the on-disk form `polymodal data pack NAME` writes; never loaded whole)
+    placement: Literal["auto", "device", "pinned", "mmap"] = "auto"
+    # the dataset loader's own keyword options, e.g. speakers: {path: DIR, sample_rate: 16000}
+    options: dict[str, Any] = {}
 
     @field_validator("name")
     @classmethod
@@ -45,16 +50,46 @@ class ViewsConfig(Options):
     strong: list[dict[str, Any]] = []  # the consistency target's augmented copy
 
 
+class HeadConfig(Options):
+    """The task heads: ``linear`` (softmax over a linear layer) or a margin softmax over cosines to
+    learnt class centres (models/margin.py): ``aam`` (ArcFace) or ``am`` (CosFace / AM-softmax)."""
+
+    kind: Literal["linear", "aam", "am"] = "linear"
+    margin: float = Field(0.2, ge=0.0)  # aam: radians added to the target angle; am: subtracted cosine
+    scale: float = Field(30.0, gt=0.0)
+    tasks: list[str] | None = None  # the tasks that get this head; None: every task
+
+
 class ModelConfig(Options):
-    # modality -> {name: encoder, **kwargs}
+    # encoder name -> {name: encoder, input: modality (default: the key), **kwargs}; fusion refs read
+    # "<key>.<stage>", so two encoders may read one modality (e.g. sinc: {name: sincnet, input: audio})
     encoders: dict[str, dict[str, Any]] = {"image": {"name": "cnn28"}}
     head_dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    head: HeadConfig = HeadConfig()
     # a fusion graph (polymodal.fusion.FusionSpec as a dict); None: concat of the encoders' outputs
     fusion: dict[str, Any] | None = None
     modality_dropout: float = Field(0.0, ge=0.0, lt=1.0)  # hide each modality w.p. p in training
     # independent: each modality hidden w.p. p; one: w.p. p hide exactly one present modality (ModDrop)
     modality_dropout_mode: Literal["independent", "one"] = "independent"
     aux_loss: float = Field(0.0, ge=0.0)  # fusion: weight of per-modality auxiliary heads' cross-entropy
+
+    @field_validator("encoders")
+    @classmethod
+    def _inputs(cls, v: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        for key, spec in v.items():
+            if "." in key:
+                raise ValueError(f"encoder key '{key}' must not contain '.' (fusion refs are 'key.stage')")
+            if not isinstance(spec.get("input", key), str):
+                raise ValueError(f"{key}.input must be a modality name, got {spec['input']!r}")
+        return v
+
+    def inputs(self) -> dict[str, str]:
+        """Encoder key -> the modality it reads (``input``, default: the key)."""
+        return {k: spec.get("input", k) for k, spec in self.encoders.items()}
+
+    def modalities(self) -> list[str]:
+        """The modalities the encoders read, each once, in order (masks, dropout, `without` act on these)."""
+        return list(dict.fromkeys(self.inputs().values()))
 
     @field_validator("fusion")
     @classmethod
@@ -109,6 +144,31 @@ class MultitaskConfig(Options):
         return v
 
 
+class SpeakerConfig(Options):
+    """How `polymodal eval` scores a speaker run (polymodal/speaker, docs/speaker.md); training ignores it.
+
+    Identification: full utterances, and SincNet's protocol (chunk log-posteriors summed over sliding
+    windows). Verification: cosine scores of embeddings on seeded trials (``RUN/trials.tsv``), on the
+    dataset's held-out speakers when it has them (meta "verification"), else on the test split.
+    """
+
+    task: str = "speaker"  # the task whose classes are speakers
+    embedding: list[str] = []  # []: the features the heads read; else stages "key.stage", concatenated
+    chunk_s: float = Field(0.2, gt=0.0)  # identification window (SincNet: 200 ms)
+    chunk_shift_s: float = Field(0.1, gt=0.0)  # window shift (SincNet: 10 ms)
+    test_crop_s: list[float] = []  # extra conditions: each test utterance cut to its centre crop
+    test_snr_db: list[float] = []  # extra conditions: white noise added to the test audio at this SNR
+    trials_target: int = Field(2000, gt=0)  # at most; capped by the pairs that exist
+    trials_nontarget: int = Field(20000, gt=0)
+    trial_seed: int = Field(0, ge=0)  # the same for every run, so runs (and seeds) share trials
+    length_norm: bool = True  # subtract the cohort mean, then unit length, before cosine scoring
+    score_norm: Literal["none", "znorm", "snorm"] = "none"  # against a cohort of training utterances
+    cohort_size: int = Field(300, ge=2)  # training utterances drawn (seeded) for the cohort
+    cohort_top_k: int | None = Field(None, ge=2)  # adaptive s-norm: each side's k highest cohort scores
+    p_targets: list[float] = [0.01, 0.001]  # minDCF operating points (C_miss = C_fa = 1)
+    batch_size: int = Field(64, gt=0)  # utterances (or windows) per forward in evaluation
+
+
 class Config(Options):
     """The run config. `config_class()` adds one section per registered method that has options
     (``uda:``, ``fixmatch:``, ...), each validated by the options model the method registered."""
@@ -120,6 +180,7 @@ class Config(Options):
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
     multitask: MultitaskConfig = MultitaskConfig()
+    speaker: SpeakerConfig = SpeakerConfig()  # evaluation of speaker runs only
 
     @field_validator("method")
     @classmethod

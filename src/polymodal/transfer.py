@@ -1,10 +1,21 @@
 """Latent space transfer: teach modality B's encoder to land in modality A's latent space.
 
 Given an encoder + linear head trained for A, and paired A/B examples (no labels needed), train an
-encoder for B so that enc_B(x_b) ≈ enc_A(x_a) (L2, cosine, or InfoNCE, van den Oord et al. 2018);
-then B is classified through A's *frozen* head with zero B labels. Reported beside it: B trained
-from scratch on ``labels_per_class`` labels, and a linear probe on the aligned B features with the
-same labels. `polymodal transfer CONFIG` runs it; everything is seeded.
+encoder for B on the stage A's head reads (the encoder output) so that B, read by A's *frozen* head,
+gives what A gives; then B is classified through that head with zero B labels. The alignment loss is a
+sum of up to three terms:
+
+* feature alignment, enc_B(x_b) ≈ enc_A(x_a): ``l2`` (MSE), ``cosine`` (1 − cos) or ``infonce`` (van
+  den Oord et al. 2018), weighted by ``align.feature_weight`` (``none``: no such term);
+* distillation (``align.distill`` > 0): KL from A's head's softened prediction on x_a to the same
+  head's on enc_B(x_b), at temperature T, times T² (Hinton et al. 2015). It matches exactly what is
+  read (the head's logits), so the directions the head ignores are left free;
+* optionally a few B labels (``align.target_labels_per_class``): cross-entropy of B through A's head.
+
+Reported beside it: A through its own head, B trained from scratch on ``labels_per_class`` labels
+(null: all; or a `polymodal train` run of B: ``target.run``), the ratio of the two, and a linear probe
+on the aligned B features with the same labels. `polymodal transfer CONFIG` runs it; everything is
+seeded.
 """
 
 from __future__ import annotations
@@ -33,13 +44,20 @@ from polymodal.options import Options
 class Side(Options):
     modality: str
     encoder: dict[str, Any]
-    run: str | None = None  # source only: a `polymodal train` run dir to take A's encoder + head from
+    # source: a `polymodal train` run dir to take A's encoder + head from; target: a run of B trained
+    # on its labels, the from-scratch baseline (then nothing is trained from scratch here)
+    run: str | None = None
 
 
 class Align(Options):
-    loss: Literal["l2", "cosine", "infonce"] = "l2"
+    loss: Literal["l2", "cosine", "infonce", "none"] = "l2"  # feature alignment on the encoder output
+    feature_weight: float = Field(1.0, ge=0)
     steps: int = Field(800, gt=0)
     temperature: float = Field(0.1, gt=0)  # InfoNCE only
+    distill: float = Field(0.0, ge=0)  # weight of the KL to A's head's softened prediction
+    distill_temperature: float = Field(2.0, gt=0)
+    target_labels_per_class: int | None = Field(None, gt=0)  # a few B labels (None: zero B labels)
+    lr: float | None = Field(None, gt=0)  # None: the config's lr
 
 
 class TransferConfig(Options):
@@ -80,10 +98,15 @@ def _input(data: TensorData, m: str, index: Tensor) -> tuple[Tensor, Tensor | No
 
 
 def _fit(
-    loss_fn: Callable[[Tensor], Tensor], params: list[nn.Parameter], n: int, steps: int, cfg: TransferConfig
+    loss_fn: Callable[[Tensor], Tensor],
+    params: list[nn.Parameter],
+    n: int,
+    steps: int,
+    cfg: TransferConfig,
+    lr: float | None = None,
 ) -> None:
     """AdamW with a cosine schedule over seeded epoch permutations of ``n`` rows."""
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=1e-4)
+    opt = torch.optim.AdamW(params, lr=lr or cfg.lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
     g = torch.Generator().manual_seed(cfg.seed)
     perm, pos = torch.randperm(n, generator=g), 0
@@ -132,6 +155,14 @@ def alignment_loss(zb: Tensor, za: Tensor, kind: str, temperature: float = 0.1) 
     return F.cross_entropy(logits, torch.arange(len(zb), device=zb.device))
 
 
+def distillation_loss(student: Tensor, teacher: Tensor, temperature: float = 2.0) -> Tensor:
+    """T² · KL(softmax(teacher / T) ‖ softmax(student / T)), averaged over rows (Hinton et al. 2015);
+    no gradient reaches the teacher."""
+    t = F.log_softmax(teacher.detach().float() / temperature, dim=-1)
+    s = F.log_softmax(student.float() / temperature, dim=-1)
+    return temperature**2 * (t.exp() * (t - s)).sum(-1).mean()
+
+
 def _source(cfg: TransferConfig, train: TensorData, classes: int) -> tuple[nn.Module, nn.Module]:
     """A's encoder and linear head: from a run directory, or trained here on all A labels."""
     a = cfg.source
@@ -142,6 +173,14 @@ def _source(cfg: TransferConfig, train: TensorData, classes: int) -> tuple[nn.Mo
     else:
         model = _supervised(create_encoder(**a.encoder), a.modality, train, cfg.task, classes, cfg)
     return model.encoders[a.modality].eval(), model.heads[cfg.task][-1].eval()
+
+
+def _run_model(side: Side, task: str, classes: int) -> MultiHeadModel:
+    """A `polymodal train` run's single-encoder model (weights from its checkpoint), in eval mode."""
+    assert side.run is not None
+    model = MultiHeadModel({side.modality: create_encoder(**side.encoder)}, {task: classes})
+    model.load_state_dict(RunDir(side.run).load_checkpoint()["model"])
+    return model.eval()
 
 
 def run_transfer(cfg: TransferConfig) -> dict[str, Any]:
@@ -165,13 +204,9 @@ def run_transfer(cfg: TransferConfig) -> dict[str, Any]:
             f"target.encoder gives {enc_b.out_dim} features but source {a}'s head reads {head_a.in_features}"
         )
 
-    def align(index: Tensor) -> Tensor:
-        with torch.no_grad():
-            za = enc_a(*_input(train, a, index))
-        return alignment_loss(enc_b(*_input(train, b, index)), za, cfg.align.loss, cfg.align.temperature)
-
     enc_b.train()
-    _fit(align, list(enc_b.parameters()), len(train), cfg.align.steps, cfg)
+    objective = _align_loss(cfg, train, enc_a, head_a, enc_b)
+    _fit(objective, list(enc_b.parameters()), len(train), cfg.align.steps, cfg, cfg.align.lr)
     enc_b.eval()
     labeled = (
         train
@@ -195,35 +230,71 @@ def run_transfer(cfg: TransferConfig) -> dict[str, Any]:
         cfg.probe_steps,
         cfg,
     )
-    scratch = (
-        _supervised(create_encoder(**cfg.target.encoder), b, labeled, cfg.task, classes, cfg)
-        if cfg.scratch
-        else None
-    )
+    if cfg.target.run is not None:
+        scratch: nn.Module | None = _run_model(cfg.target, cfg.task, classes)
+    elif cfg.scratch:
+        scratch = _supervised(create_encoder(**cfg.target.encoder), b, labeled, cfg.task, classes, cfg)
+    else:
+        scratch = None
 
     def scratch_predict(i: Tensor) -> Tensor:
         x, n = _input(test, b, i)
         return scratch(Batch({b: x}, lengths={b: n} if n is not None else {}))[cfg.task]
 
+    through = _accuracy(lambda i: head_a(enc_b(*_input(test, b, i))), test, cfg.task)
+    from_scratch = _accuracy(scratch_predict, test, cfg.task) if scratch else None
+    n_b = cfg.align.target_labels_per_class
     return {
         "source": a,
         "target": b,
+        "align": cfg.align.model_dump(),
         "align_loss": cfg.align.loss,
         "labels_per_class": cfg.labels_per_class,
         "accuracy": {
             f"{a} (source, own head)": _accuracy(
                 lambda i: head_a(enc_a(*_input(test, a, i))), test, cfg.task
             ),
-            f"{b} through {a}'s head (0 {b} labels)": _accuracy(
-                lambda i: head_a(enc_b(*_input(test, b, i))), test, cfg.task
-            ),
-            f"{b} from scratch": _accuracy(scratch_predict, test, cfg.task) if scratch else None,
+            f"{b} through {a}'s head ({f'{n_b} per class' if n_b else 0} {b} labels)": through,
+            f"{b} from scratch": from_scratch,
             f"{b} linear probe on aligned features": _accuracy(
                 lambda i: probe(enc_b(*_input(test, b, i))), test, cfg.task
             ),
         },
+        "ratio_to_scratch": through / from_scratch if from_scratch else None,
         "seconds": round(time.perf_counter() - t0, 1),
     }
+
+
+def _align_loss(
+    cfg: TransferConfig, train: TensorData, enc_a: nn.Module, head_a: nn.Module, enc_b: nn.Module
+) -> Callable[[Tensor], Tensor]:
+    """The alignment objective on paired rows ``index`` (module docstring: features, distillation,
+    and optionally a few B labels through A's frozen head)."""
+    a, b, al = cfg.source.modality, cfg.target.modality, cfg.align
+    few = None
+    if al.target_labels_per_class is not None:
+        few = label_split(train.targets[cfg.task], al.target_labels_per_class, cfg.seed)
+    g = torch.Generator().manual_seed(cfg.seed + 1)
+    with torch.no_grad():  # A is frozen (eval mode): its features and logits on every pair, once
+        z_all = torch.cat([enc_a(*_input(train, a, torch.arange(s, min(s + 1000, len(train)))))
+                           for s in range(0, len(train), 1000)])  # fmt: skip
+        p_all = head_a(z_all)
+
+    def loss(index: Tensor) -> Tensor:
+        za, zb = z_all[index], enc_b(*_input(train, b, index))
+        total = torch.zeros(())
+        if al.loss != "none" and al.feature_weight > 0:
+            total = total + al.feature_weight * alignment_loss(zb, za, al.loss, al.temperature)
+        if al.distill > 0:
+            total = total + al.distill * distillation_loss(head_a(zb), p_all[index], al.distill_temperature)
+        if few is not None:
+            rows = few[torch.randint(len(few), (min(len(few), cfg.batch_size),), generator=g)]
+            total = total + F.cross_entropy(
+                head_a(enc_b(*_input(train, b, rows))), train.targets[cfg.task][rows]
+            )
+        return total
+
+    return loss
 
 
 def transfer_main(config: str, sets: list[str], out: str | None) -> dict[str, Any]:

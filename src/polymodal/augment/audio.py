@@ -14,6 +14,7 @@ import torch
 from torch import Tensor
 
 from polymodal.augment.registry import AUGMENTATIONS
+from polymodal.batch import valid_mask
 from polymodal.signal import LOG_EPS, log_mel_spectrogram
 
 
@@ -38,7 +39,7 @@ def _per_sample(v: Tensor, x: Tensor) -> Tensor:
 
 
 def _valid_mask(lens: Tensor, x: Tensor) -> Tensor:
-    return torch.arange(x.shape[-1], device=x.device) < lens[:, None]  # (B, T)
+    return valid_mask(lens.to(x.device), x.shape[-1])  # (B, T)
 
 
 @AUGMENTATIONS.register("time_shift")
@@ -64,6 +65,42 @@ def time_shift(
     out = x.gather(-1, _per_sample(src, x).expand_as(x))
     valid = _per_sample(_valid_mask(lens, x), x)
     return torch.where(valid, out, torch.zeros_like(out)), lengths
+
+
+@AUGMENTATIONS.register("time_crop")
+def time_crop(
+    x: Tensor,
+    *,
+    generator: torch.Generator | None,
+    lengths: Tensor | None = None,
+    seconds: float = 0.5,
+    max_seconds: float | None = None,
+    sample_rate: int = 8000,
+) -> tuple[Tensor, Tensor | None]:
+    """Random fixed-length crops, as speaker systems train (SincNet: 200 ms, x-vectors: 2-4 s).
+
+    Each clip keeps ``seconds`` (or, with ``max_seconds``, a length drawn per clip uniformly in
+    [seconds, max_seconds]) of its valid samples from an offset drawn uniformly per clip; a clip
+    shorter than its crop is kept whole. ``sample_rate`` is steps per second along the last axis (for
+    log-mel frames: frames per second). The output is as wide as the longest possible crop (or the
+    input, if narrower) and returns the crops' lengths; nothing waits on the device.
+    """
+    lo = max(1, int(round(seconds * sample_rate)))
+    hi = lo if max_seconds is None else int(round(max_seconds * sample_rate))
+    if seconds <= 0 or hi < lo:
+        raise ValueError(f"time_crop needs 0 < seconds <= max_seconds, got {seconds}, {max_seconds}")
+    lens = _lengths(lengths, x)
+    b, t = x.shape[0], x.shape[-1]
+    want = lo + torch.floor(_rand((b,), x, generator) * (hi - lo + 1)).long().clamp(max=hi - lo)
+    crop = torch.minimum(want, lens)
+    room = lens - crop
+    offset = torch.minimum(torch.floor(_rand((b,), x, generator) * (room + 1).float()).long(), room)
+    width = min(hi, t)
+    steps = torch.arange(width, device=x.device)
+    src = (offset[:, None] + steps).clamp(max=t - 1)  # (B, width)
+    out = x.gather(-1, _per_sample(src, x).expand(*x.shape[:-1], width))
+    valid = _per_sample(steps < crop[:, None], out)
+    return torch.where(valid, out, torch.zeros_like(out)), crop
 
 
 @AUGMENTATIONS.register("gain")

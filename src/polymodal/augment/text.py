@@ -26,6 +26,7 @@ import torch
 from torch import Tensor
 
 from polymodal.augment.registry import AUGMENTATIONS
+from polymodal.batch import valid_mask
 from polymodal.errors import ConfigError, DataError
 
 PAD = 0
@@ -34,7 +35,7 @@ PAD = 0
 def _valid(x: Tensor, lengths: Tensor | None) -> Tensor:
     if lengths is None:
         return x != PAD
-    return torch.arange(x.shape[1], device=x.device)[None, :] < lengths.to(x.device)[:, None]
+    return valid_mask(lengths.to(x.device), x.shape[1])
 
 
 def _check_ids(x: Tensor, op: str) -> None:

@@ -10,27 +10,34 @@ not be told apart otherwise), following CentralNet / MFAS (Vielzeuf et al. 2018,
   (clips centre-cropped / zero-padded to ``seconds``), so training never touches raw waveforms.
 
 Pairing is seeded and keeps FSDD's split: test images only meet test recordings (index 0-4). The
-MNIST subset (``n_train`` / ``n_test`` images, drawn with the seed) keeps CPU training fast. Files are
-``.npy`` (byte-stable: building twice with the same options gives identical bytes) listed with their
-sha256 in ``SHA256SUMS``; ``meta.json`` records every option.
+MNIST subset (``n_train`` / ``n_test`` images, drawn with the seed) keeps CPU training fast. Two tasks:
+``digit`` (10 classes) and ``speaker`` (the FSDD speaker of the paired clip, 6 classes), so one dataset
+has two modalities and two tasks. Files are ``.npy`` (byte-stable: building twice with the same options
+gives identical bytes) listed with their sha256 in ``SHA256SUMS``; ``meta.json`` records every option
+and the build ``version``. A cache built by an older version is rebuilt (same options) when the source
+datasets are at hand, else loading says, in one line, to rebuild it.
 """
 
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import torch
 
 from polymodal.batch import TensorData
 from polymodal.data.files import cache_dir, dataset_dir, read_sums, sha256, verify
-from polymodal.data.fsdd import SAMPLE_RATE, load_fsdd
+from polymodal.data.fsdd import SAMPLE_RATE, SPEAKERS, load_fsdd
 from polymodal.data.mnist import MNIST_SHA256, load_idx_folder
 from polymodal.errors import ConfigError, DataError
 from polymodal.signal import log_mel_spectrogram
 
-VERSION = 1
+VERSION = 2  # 2: adds the speaker arrays (the image, audio and digit bytes are those of version 1)
+TASKS = {"digit": 10, "speaker": len(SPEAKERS)}
 DEFAULTS: dict[str, float | int] = {
     "seed": 0,
     "n_train": 20000,
@@ -41,7 +48,8 @@ DEFAULTS: dict[str, float | int] = {
     "hop_length": 200,
     "seconds": 1.0,
 }
-FILES = [f"{split}_{kind}.npy" for split in ("train", "test") for kind in ("image", "audio", "digit")]
+KINDS = ("image", "audio", *TASKS)
+FILES = [f"{split}_{kind}.npy" for split in ("train", "test") for kind in KINDS]
 
 
 def _pca_degrade(train: np.ndarray, test: np.ndarray, remove: float) -> tuple[np.ndarray, np.ndarray, int]:
@@ -134,25 +142,54 @@ def build_avmnist(root: Path, out: Path | None = None, **options: float | int) -
         arrays[f"{split}_image"] = images[split]
         arrays[f"{split}_audio"] = _noisy_log_mel(fsdd[split], index, opts, gen)
         arrays[f"{split}_digit"] = digits.astype(np.int64)
+        arrays[f"{split}_speaker"] = fsdd[split].targets["speaker"].numpy()[index].astype(np.int64)
     for name, arr in arrays.items():
-        np.save(out / f"{name}.npy", arr, allow_pickle=False)
+        _atomic(out / f"{name}.npy", lambda f, arr=arr: np.save(f, arr, allow_pickle=False))
     meta = {"version": VERSION, **opts, "pca_components_kept": k, "sample_rate": SAMPLE_RATE}
-    (out / "meta.json").write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
-    names = [*FILES, "meta.json"]
-    (out / "SHA256SUMS").write_text("".join(f"{sha256(out / n)}  {n}\n" for n in names))
+    text = json.dumps(meta, indent=1, sort_keys=True) + "\n"
+    _atomic(out / "meta.json", lambda f: f.write(text.encode()))
+    sums = "".join(f"{sha256(out / n)}  {n}\n" for n in [*FILES, "meta.json"])
+    _atomic(out / "SHA256SUMS", lambda f: f.write(sums.encode()))  # last: a reader sees a whole build
     return out
 
 
-def load_avmnist(folder: Path) -> tuple[TensorData, TensorData, dict]:
-    """Verified splits: inputs image uint8 (N,1,28,28) and audio float32 log-mel (N, n_mels, frames)."""
+def _atomic(path: Path, write: Callable[[BinaryIO], object]) -> None:
+    """Write to a temporary file beside ``path``, then rename it over ``path`` (a reader of a shared
+    cache never sees half a file)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:
+        write(f)
+    os.replace(tmp, path)
+
+
+def built_version(folder: Path) -> int | None:
+    """The build version recorded in ``folder`` (None: nothing built there)."""
+    if not (folder / "meta.json").is_file():
+        return None
+    return int(json.loads((folder / "meta.json").read_text()).get("version", 1))
+
+
+def load_avmnist(folder: Path, root: Path | None = None) -> tuple[TensorData, TensorData, dict]:
+    """Verified splits: inputs image uint8 (N,1,28,28) and audio float32 log-mel (N, n_mels, frames),
+    targets digit and speaker. A build of an older version is rebuilt in place with its recorded options
+    when ``root`` holds MNIST and FSDD; otherwise it is one `DataError` line saying to rebuild."""
     if not (folder / "SHA256SUMS").is_file():
         raise DataError(f"AV-MNIST is not built in '{folder}'; run `polymodal data build avmnist`")
+    version = built_version(folder)
+    if version != VERSION:
+        old = json.loads((folder / "meta.json").read_text()) if version is not None else {}
+        if root is None or not all((root / s).is_dir() for s in ("mnist", "fsdd")):
+            raise DataError(
+                f"AV-MNIST in '{folder}' was built by version {version} and this polymodal reads version "
+                f"{VERSION} (it adds the speaker task); rebuild it: polymodal data build avmnist"
+            )
+        build_avmnist(root, folder, **{k: v for k, v in old.items() if k in DEFAULTS})
     sums = read_sums(folder)
     verify(folder, sums)
     meta = json.loads((folder / "meta.json").read_text())
     splits = []
     for split in ("train", "test"):
-        image, audio, digit = (np.load(folder / f"{split}_{k}.npy") for k in ("image", "audio", "digit"))
+        image, audio, *labels = (np.load(folder / f"{split}_{k}.npy") for k in KINDS)
         x = {"image": torch.from_numpy(image), "audio": torch.from_numpy(audio.astype(np.float32))}
-        splits.append(TensorData(x, {"digit": torch.from_numpy(digit)}))
+        splits.append(TensorData(x, {t: torch.from_numpy(y) for t, y in zip(TASKS, labels, strict=True)}))
     return splits[0], splits[1], meta

@@ -23,4 +23,4 @@ def one_label_per_example(data: TensorData, seed: int) -> TensorData:
             keep = keep & data.target_mask[t]
         masks[t] = keep
         targets[t] = torch.where(keep, data.targets[t], torch.full_like(data.targets[t], -1))
-    return TensorData(data.inputs, targets, data.lengths, masks)
+    return TensorData(data.inputs, targets, data.lengths, masks, data.modality_mask)

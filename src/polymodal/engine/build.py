@@ -13,6 +13,7 @@ from polymodal.batch import Batch, TensorData
 from polymodal.config import Config
 from polymodal.data import DataBundle, label_split, load_dataset, load_split, save_split
 from polymodal.data.one_label import one_label_per_example
+from polymodal.data.packed import FIELDS, load_packed
 from polymodal.errors import ConfigError, ShapeError
 from polymodal.fusion import FusionModel, FusionSpec
 from polymodal.models import create_encoder, takes
@@ -30,6 +31,7 @@ class RunData:
     labeled: TensorData
     unlabeled: TensorData | None
     test: TensorData
+    placement: str = "device"  # device | pinned | mmap: where the splits live (see `placement`)
 
 
 def build_data(cfg: Config, run_dir: Path | None, device: torch.device) -> RunData:
@@ -37,7 +39,7 @@ def build_data(cfg: Config, run_dir: Path | None, device: torch.device) -> RunDa
 
     The unlabeled pool is the training split with labels dropped; the test split never enters it.
     """
-    bundle = load_dataset(cfg.data.name, cfg.data.root)
+    bundle = _load(cfg)
     names = cfg.data.tasks or list(bundle.tasks)
     bad = [t for t in names if t not in bundle.tasks]
     if bad:
@@ -50,8 +52,10 @@ def build_data(cfg: Config, run_dir: Path | None, device: torch.device) -> RunDa
         {t: d.targets[t] for t in tasks},
         d.lengths,
         {t: m for t, m in d.target_mask.items() if t in tasks},
+        d.modality_mask,
     )
-    train, test = keep(bundle.train).to(device), keep(bundle.test).to(device)
+    where = placement(cfg.data.placement, bundle, device)
+    train, test = (_place(keep(d), where, device) for d in (bundle.train, bundle.test))
     labeled = train
     if cfg.data.labels_per_class is not None:
         split_file = run_dir / "split.json" if run_dir else None
@@ -64,8 +68,38 @@ def build_data(cfg: Config, run_dir: Path | None, device: torch.device) -> RunDa
         labeled = train.subset(index)
     if cfg.data.one_label_per_example:
         labeled = one_label_per_example(labeled, cfg.seed)
-    unlabeled = TensorData(train.inputs, {}, train.lengths) if METHODS.get(cfg.method).unlabeled else None
-    return RunData(bundle, tasks, labeled, unlabeled, test)
+    unlabeled = (
+        TensorData(train.inputs, {}, train.lengths, {}, train.modality_mask)
+        if METHODS.get(cfg.method).unlabeled
+        else None
+    )
+    return RunData(bundle, tasks, labeled, unlabeled, test, where)
+
+
+def _load(cfg: Config) -> DataBundle:
+    if cfg.data.placement != "mmap":
+        return load_dataset(cfg.data.name, cfg.data.root, **cfg.data.options)
+    index, train, test = load_packed(cfg.data.name)
+    return DataBundle(index["name"], train, test, index["tasks"], index["modalities"], index["meta"])
+
+
+def placement(choice: str, bundle: DataBundle, device: torch.device) -> str:
+    """``auto``: the whole split on the training device when it takes at most half of the device's
+    free memory (always on CPU), else pinned host memory with batches copied asynchronously."""
+    if choice != "auto":
+        return choice
+    if device.type != "cuda":
+        return "device"
+    size = sum(t.numel() * t.element_size() for d in (bundle.train, bundle.test) for t in d.inputs.values())
+    return "device" if size <= 0.5 * torch.cuda.mem_get_info(device)[0] else "pinned"
+
+
+def _place(data: TensorData, where: str, device: torch.device) -> TensorData:
+    if where == "device":
+        return data.to(device)
+    if where == "pinned" and device.type == "cuda":
+        return TensorData(*({k: v.pin_memory() for k, v in getattr(data, f).items()} for f in FIELDS))
+    return data  # mmap (and pinned on a CPU run): rows stay where they are until a batch gathers them
 
 
 def view_context(bundle: DataBundle) -> dict[str, dict]:
@@ -84,22 +118,27 @@ def build_views(cfg: Config, data: RunData) -> Views:
 
 
 def build_model(cfg: Config, data: RunData, views: Views, device: torch.device) -> TaskModel:
-    """Encoders per modality + heads per task, checked with one tiny forward pass."""
+    """Encoders (each reading one modality) + heads per task, checked with one tiny forward pass."""
     encoders = {}
-    for modality, spec in cfg.model.encoders.items():
-        if modality not in data.bundle.modalities:
-            raise ConfigError(
-                f"model.encoders.{modality}: dataset '{data.bundle.name}' has no such "
-                f"modality; it has: {', '.join(data.bundle.modalities)}"
-            )
+    for key, spec in cfg.model.encoders.items():
         spec = dict(spec)
+        modality = spec.pop("input", key)
+        if modality not in data.bundle.modalities:
+            at = f"model.encoders.{key}" + (".input" if modality != key else "")
+            raise ConfigError(
+                f"{at}: dataset '{data.bundle.name}' has no modality '{modality}'; "
+                f"it has: {', '.join(data.bundle.modalities)}"
+            )
         if "name" not in spec:
-            raise ConfigError(f"model.encoders.{modality}: missing 'name' (the encoder to use)")
+            raise ConfigError(f"model.encoders.{key}: missing 'name' (the encoder to use)")
         name = spec.pop("name")
         if "vocab_size" not in spec and "vocab_size" in data.bundle.meta and takes(name, "vocab_size"):
             spec["vocab_size"] = data.bundle.meta["vocab_size"]  # text encoders size to the dataset
-        encoders[modality] = create_encoder(name, **spec)
-    raw = data.test.batch(torch.arange(2))
+        dims = data.bundle.meta.get("feature_dims") or {}  # own tables: modality -> feature columns
+        if "in_dim" not in spec and modality in dims and takes(name, "in_dim"):
+            spec["in_dim"] = dims[modality]
+        encoders[key] = create_encoder(name, **spec)
+    raw = data.test.batch(torch.arange(2)).to(device)  # pinned / mmap splits live on the host
     g = torch.Generator(device).manual_seed(0)
     views(raw, "weak", g), views(raw, "strong", g)  # a misplaced augmentation fails here, not at step 1
     probe = views(raw, "clean", g)
@@ -107,6 +146,12 @@ def build_model(cfg: Config, data: RunData, views: Views, device: torch.device) 
     if mc.fusion is None and mc.aux_loss > 0:
         raise ConfigError("model.aux_loss needs a fusion graph (model.fusion); set it or drop aux_loss")
     drop = {"modality_dropout": mc.modality_dropout, "modality_dropout_mode": mc.modality_dropout_mode}
+    bad = [t for t in mc.head.tasks or [] if t not in data.tasks]
+    if bad:
+        raise ConfigError(
+            f"model.head.tasks: '{bad[0]}' is not a task of this run; it has: {', '.join(data.tasks)}"
+        )
+    drop |= {"inputs": mc.inputs(), "head": mc.head.model_dump()}
     if mc.fusion is None:
         model: TaskModel = MultiHeadModel(encoders, data.tasks, mc.head_dropout, **drop)
     else:  # a fusion graph as the trunk; stage shapes are checked here (one-line ShapeError)

@@ -14,6 +14,7 @@ from polymodal.augment.views import Views
 from polymodal.batch import TensorData
 from polymodal.config import Config
 from polymodal.engine.build import RunData, build_data, build_model, build_views
+from polymodal.engine.distributed import Dist
 from polymodal.engine.rundir import RunDir
 from polymodal.engine.runtime import autocast, select_device
 from polymodal.models.missing import Without
@@ -29,23 +30,29 @@ def evaluate(
     batch_size: int,
     device: torch.device,
     precision: str,
+    dist: Dist | None = None,
 ) -> Results:
-    """Accuracy and error per task on the clean view."""
+    """Accuracy and error per task on the clean view, over the rows that have the task's label
+    (data-parallel: each rank its share, summed)."""
     was_training = model.training
     model.eval()
     correct: dict[str, torch.Tensor] = {}
     g = torch.Generator(device).manual_seed(0)
-    for start in range(0, len(data), batch_size):
-        batch = views(data.batch(torch.arange(start, min(start + batch_size, len(data)))), "clean", g)
+    rank, world = (dist.rank, dist.world) if dist is not None else (0, 1)
+    mine = torch.arange(len(data))[rank::world]
+    for start in range(0, len(mine), batch_size):
+        raw = data.batch(mine[start : start + batch_size])
+        batch = views(raw if raw.device == device else raw.to(device), "clean", g)
         with autocast(device, precision):
             logits = model(batch)
         for task, z in logits.items():
-            hit = (z.argmax(-1) == batch.targets[task]).sum()
+            hit = ((z.argmax(-1) == batch.targets[task]) & batch.target_mask[task]).sum()  # labeled rows
             correct[task] = correct.get(task, 0) + hit
     model.train(was_training)
-    return {
-        t: {"accuracy": c.item() / len(data), "error": 1 - c.item() / len(data)} for t, c in correct.items()
-    }
+    if dist is not None and dist.enabled:
+        correct = {t: dist.sum(torch.as_tensor(c, device=device)) for t, c in correct.items()}
+    n = {t: max(1, int(data.target_mask[t].sum())) if t in data.target_mask else len(data) for t in correct}
+    return {t: {"accuracy": c.item() / n[t], "error": 1 - c.item() / n[t]} for t, c in correct.items()}
 
 
 def evaluate_missing(
@@ -57,8 +64,8 @@ def evaluate_missing(
         return evaluate(m, data, views, cfg.data.eval_batch_size, device, cfg.train.precision)
 
     out = {"all": run(model)}
-    if len(cfg.model.encoders) > 1:
-        for m in cfg.model.encoders:
+    if len(cfg.model.modalities()) > 1:  # per modality: two encoders reading one are removed together
+        for m in cfg.model.modalities():
             out[f"without_{m}"] = run(Without(model, m))
     return out
 

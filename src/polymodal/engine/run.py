@@ -19,8 +19,10 @@ from torch import Tensor, nn
 from polymodal.augment.views import Views
 from polymodal.batch import Batch
 from polymodal.config import Config
+from polymodal.data.packed import release_pages
 from polymodal.data.sampling import EpochSampler
 from polymodal.engine.build import RunData, build_data, build_model, build_multitask, build_views
+from polymodal.engine.distributed import Dist, average_gradients, init_from_env, slice_batch
 from polymodal.engine.rundir import RunDir
 from polymodal.engine.runtime import autocast, select_device, set_determinism, step_generator
 from polymodal.engine.schedule import build_optimizer, build_scheduler
@@ -35,22 +37,24 @@ from polymodal.ssl.teacher import EMA
 @dataclass
 class Run:
     cfg: Config
-    dir: RunDir | None
+    dir: RunDir | None  # None on ranks other than 0: only rank 0 writes
     device: torch.device
+    dist: Dist
     data: RunData
     views: Views
     model: TaskModel
     method: Method
     options: Options  # the method's own config section
     balancer: Balancer
-    labeled_batch: Callable[[int], Batch]
-    unlabeled_batch: Callable[[int], Batch] | None
+    labeled_batch: Loader
+    unlabeled_batch: Loader | None
     opt: torch.optim.Optimizer
     sched: Any
     ema: EMA | None  # the evaluated weights (train.ema)
     teacher: EMA | None  # the method's EMA teacher (Mean Teacher, ICT)
     shared: list[nn.Parameter] = field(default_factory=list)  # trunk: the balancer combines task gradients
     heads: list[nn.Parameter] = field(default_factory=list)  # per-task: each gets its own task's gradient
+    params: list[nn.Parameter] = field(default_factory=list)  # everything the optimizer steps
     start: int = 0  # first step to run (a resumed run's checkpoint step)
     elapsed: float = 0.0  # seconds trained before this process
     sums: dict[str, Tensor] = field(default_factory=dict)  # logged values since the last log line
@@ -66,17 +70,20 @@ class Run:
 
 def build_run(cfg: Config, run_dir: RunDir | None, resume: bool = False, data: RunData | None = None) -> Run:
     """Everything a run needs, built from its config (and restored from its checkpoint on resume)."""
-    tc = cfg.train
+    tc, path = cfg.train, run_dir.path if run_dir is not None else None
     set_determinism(cfg.seed, tc.deterministic, tc.threads)
-    device = select_device(tc.device)
-    if run_dir is not None:
-        run_dir.create()
+    d, device_name = init_from_env(tc.device)
+    device = select_device(device_name)
+    run_dir = run_dir if d.main else None
     data = data or build_data(cfg, run_dir.path if run_dir else None, device)
     views = build_views(cfg, data)
     model = build_model(cfg, data, views, device)
+    if run_dir is not None:  # only once the data and the model are known to work
+        run_dir.create()
     if tc.channels_last if tc.channels_last is not None else device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)  # 4-D weights; convs then run NHWC
     balancer, task_batches = build_multitask(cfg, model, data.labeled, device)
+    balancer.reduce = d.mean  # gradient methods solve on the ranks' mean task gradients
     opt = build_optimizer(nn.ModuleList([model, balancer]), tc)
     method = METHODS.get(cfg.method)
     options = cfg.method_options()
@@ -84,24 +91,58 @@ def build_run(cfg: Config, run_dir: RunDir | None, resume: bool = False, data: R
     teacher = make_teacher(model, method.teacher_decay(options)) if method.teacher_decay else None
     if tc.compile:  # after the EMA copies; in place, so state-dict keys stay those of the model
         model.compile()
-    lab = EpochSampler(len(data.labeled), cfg.data.batch_size, cfg.seed, device)
+    b, m = cfg.data.batch_size, cfg.data.batch_size * cfg.data.unlabeled_ratio
+    lab = EpochSampler(len(data.labeled), b, cfg.seed, data.labeled.device)  # indices where the rows are
     unl = data.unlabeled
-    unl_rows = (
-        EpochSampler(len(unl), cfg.data.batch_size * cfg.data.unlabeled_ratio, cfg.seed + 1, device)
-        if unl
-        else None
-    )
+    unl_rows = EpochSampler(len(unl), m, cfg.seed + 1, unl.device) if unl else None
+
+    def labeled(step: int) -> Batch:  # every rank draws the global batch, then keeps its rows
+        if task_batches is None:
+            return data.labeled.batch(lab(step)[d.rows(b)])
+        batch = task_batches(step)
+        return slice_batch(batch, d.rows(batch.size)) if d.enabled else batch
+
+    def unlabeled(step: int) -> Batch:
+        return unl.batch(unl_rows(step)[d.rows(m)], with_targets=False)
+
     run = Run(
-        cfg, run_dir, device, data, views, model, method, options, balancer,
-        task_batches or (lambda step: data.labeled.batch(lab(step))),
-        (lambda step: unl.batch(unl_rows(step), with_targets=False)) if unl is not None else None,
+        cfg, run_dir, device, d, data, views, model, method, options, balancer,
+        Loader(labeled, data.placement, device),
+        Loader(unlabeled, data.placement, device) if unl is not None else None,
         opt, build_scheduler(opt, tc), ema, teacher,
         shared=model.shared_parameters(), heads=model.head_parameters(),
+        params=[p for group in opt.param_groups for p in group["params"]],
         first_bad=torch.tensor(-1, device=device),
     )  # fmt: skip
-    if resume:
-        restore(run)
+    if resume and path is not None:  # every rank restores from the one checkpoint
+        restore(run, RunDir(path))
     return run
+
+
+class Loader:
+    """``step -> Batch`` on the training device. Splits kept on the host (``pinned``, ``mmap``) are
+    gathered there and copied asynchronously, and `ahead` prepares the next step's batch while the
+    device still runs this one; a memory-mapped split gives its pages back after every gather."""
+
+    def __init__(self, rows: Callable[[int], Batch], placement: str, device: torch.device) -> None:
+        self.rows, self.placement, self.device = rows, placement, device
+        self.ready: tuple[int, Batch] | None = None
+
+    def _load(self, step: int) -> Batch:
+        batch = self.rows(step)
+        if self.placement == "mmap":
+            release_pages()
+        return batch if self.placement == "device" else batch.to(self.device)
+
+    def __call__(self, step: int) -> Batch:
+        if self.ready is not None and self.ready[0] == step:
+            batch, self.ready = self.ready[1], None
+            return batch
+        return self._load(step)
+
+    def ahead(self, step: int) -> None:
+        if self.placement != "device":
+            self.ready = (step, self._load(step))
 
 
 def state_dict(run: Run, step: int) -> dict[str, Any]:
@@ -119,15 +160,14 @@ def state_dict(run: Run, step: int) -> dict[str, Any]:
     }
 
 
-def restore(run: Run) -> None:
-    assert run.dir is not None
-    state = run.dir.load_checkpoint()
+def restore(run: Run, run_dir: RunDir) -> None:
+    state = run_dir.load_checkpoint()
     try:
         run.model.load_state_dict(state["model"])
     except RuntimeError as e:
         first = str(e).strip().splitlines()
         raise PolymodalError(
-            f"checkpoint '{run.dir.checkpoint}' does not fit the model built from its config: "
+            f"checkpoint '{run_dir.checkpoint}' does not fit the model built from its config: "
             f"{first[1].strip() if len(first) > 1 else first[0]}"
         ) from None
     run.opt.load_state_dict(state["optimizer"])
@@ -144,7 +184,7 @@ def restore(run: Run) -> None:
 def train_step(run: Run, step: int) -> None:
     """Sample, make views, loss, backward through the balancer, optimizer, EMA and teacher updates."""
     cfg, model = run.cfg, run.model
-    g = step_generator(cfg.seed, step, run.device)
+    g = step_generator(cfg.seed, step, run.device, run.dist.rank)
     labeled = run.labeled_batch(step)
     unlabeled = run.unlabeled_batch(step) if run.unlabeled_batch else None
     extra = {"teacher": run.teacher.module} if run.teacher is not None else {}
@@ -154,8 +194,13 @@ def train_step(run: Run, step: int) -> None:
         )
     run.opt.zero_grad(set_to_none=True)
     loss = run.balancer.backward(terms.losses, run.shared, step, heads=run.heads, features=terms.features)
+    average_gradients(run.params, run.dist)
     run.opt.step()
     run.sched.step()
+    if step + 1 < cfg.train.steps:  # host-resident data: gather the next rows while the device works
+        run.labeled_batch.ahead(step + 1)
+        if run.unlabeled_batch is not None:
+            run.unlabeled_batch.ahead(step + 1)
     if run.ema is not None:
         run.ema.update_parameters(model)
     if run.teacher is not None:
@@ -167,7 +212,7 @@ def train_step(run: Run, step: int) -> None:
 
 def check_finite(run: Run, step: int) -> None:
     """Stop with one line if any step so far had a non-finite loss (reads the device once)."""
-    bad = int(run.first_bad.item())
+    bad = int(run.dist.max(run.first_bad).item())
     if bad >= 0:
         ckpt = run.dir.checkpoint if run.dir is not None else None
         kept = f"last good checkpoint kept in '{ckpt}'" + ("" if ckpt and ckpt.is_file() else " (none yet)")

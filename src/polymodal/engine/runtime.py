@@ -21,6 +21,8 @@ def select_device(name: str) -> torch.device:
     }
     if name == "auto":
         return torch.device(next(d for d in ("cuda", "mps", "cpu") if available[d]))
+    if name.startswith("cuda:") and available["cuda"]:  # a data-parallel rank's own GPU
+        return torch.device(name)
     if not available.get(name, False):
         have = ", ".join(d for d, ok in available.items() if ok)
         raise ConfigError(f"train.device='{name}' is not available here; available: auto, {have}")
@@ -42,13 +44,14 @@ def set_determinism(seed: int, deterministic: bool, threads: int | None = None) 
         torch.backends.cudnn.benchmark = True
 
 
-def step_generator(seed: int, step: int, device: torch.device) -> torch.Generator:
-    """All randomness of one step (batch choice, augmentation) comes from (seed, step) alone.
+def step_generator(seed: int, step: int, device: torch.device, rank: int = 0) -> torch.Generator:
+    """All randomness of one step (augmentation, dropout) comes from (seed, step, rank) alone.
 
     That makes a resumed run draw exactly what the uninterrupted run drew, with no RNG state to save.
-    Dropout draws from the global generator, which is reseeded the same way.
+    Dropout draws from the global generator, which is reseeded the same way. Each data-parallel rank
+    gets its own stream (rank 0's is the single-process one), so ranks do not augment alike.
     """
-    derived = (seed * 1_000_003 + step) % (2**63 - 1)
+    derived = (seed * 1_000_003 + step + rank * 7_919_000_003) % (2**63 - 1)
     torch.manual_seed(derived)
     return torch.Generator(device=device).manual_seed(derived)
 

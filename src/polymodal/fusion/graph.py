@@ -1,6 +1,8 @@
 """`FusionModel`: encoders -> fusion graph (from a `FusionSpec`) -> trunk(s) -> task heads.
 
-Same contract as `MultiHeadModel`: ``model(batch) -> ModelOutput`` and ``features(batch)``. With
+Same contract as `MultiHeadModel`: ``model(batch) -> ModelOutput`` and ``features(batch)``; encoders are
+keyed by name and each reads one modality (``inputs``), so refs are ``"<encoder>.<stage>"`` and two
+encoders may read one modality, while masks and dropout stay per modality. With
 one head ref it *is* a multi-head model whose trunk is the fusion graph. With several (late fusion),
 each ref gets its own trunk and per-task linear head, and ``heads[task]`` combines their logits by
 the decision rule, weighting each branch by whether its modalities are present.
@@ -11,6 +13,10 @@ fit a node fails here with one line naming both ends, not mid-training.
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Mapping
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 
@@ -18,7 +24,7 @@ from polymodal.batch import Batch
 from polymodal.errors import ConfigError, ShapeError
 from polymodal.fusion.ops import ACTIVATION, FUSION_OPS
 from polymodal.fusion.spec import FusionSpec, Node, block_key
-from polymodal.models.missing import drop_modalities
+from polymodal.models.multihead import MarginHead, head_specs, make_head, visible
 from polymodal.models.output import AuxLogits, ModelOutput, TaskModel
 
 
@@ -44,17 +50,32 @@ class FusionNode(nn.Module):
 class DecisionHead(nn.Module):
     """One task's linear heads over each branch, combined by the decision rule (presence-weighted)."""
 
-    def __init__(self, dims: list[int], classes: int, rule: str, dropout: float) -> None:
+    def __init__(
+        self, dims: list[int], classes: int, rule: str, dropout: float, head: Mapping[str, Any] | None = None
+    ) -> None:
         super().__init__()
         self.rule = rule
-        self.linears = nn.ModuleList(nn.Sequential(nn.Dropout(dropout), nn.Linear(d, classes)) for d in dims)
+        self.linears = nn.ModuleList(make_head(d, classes, dropout, head) for d in dims)
         if rule == "learned":
             self.logit_weights = nn.Parameter(torch.zeros(len(dims)))
         if rule == "stacking":
             self.stack = nn.Linear(len(dims) * classes, classes)
 
-    def forward(self, feats: list[Tensor], present: list[Tensor]) -> Tensor:
-        z = torch.stack([h(f) for h, f in zip(self.linears, feats, strict=True)], dim=1)  # B,n,k
+    def forward(
+        self,
+        feats: list[Tensor],
+        present: list[Tensor],
+        targets: Tensor | None = None,
+        mask: Tensor | None = None,
+    ) -> Tensor:
+        """``targets`` / ``mask`` (training only) reach margin heads, which penalise the target logit."""
+        z = torch.stack(
+            [
+                h(f, targets, mask) if isinstance(h, MarginHead) and targets is not None else h(f)
+                for h, f in zip(self.linears, feats, strict=True)
+            ],
+            dim=1,
+        )  # B,n,k
         p = torch.stack(present, dim=1).to(z.dtype)  # B,n
         if len(feats) == 1:
             return z[:, 0]
@@ -76,12 +97,15 @@ class FusionModel(TaskModel):
         encoder_specs: dict[str, dict] | None = None,
         aux_loss: float = 0.0,
         modality_dropout_mode: str = "independent",
+        inputs: dict[str, str] | None = None,
+        head: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
         spec.validate()
         self.spec, self.modality_dropout = spec, modality_dropout
         self.modality_dropout_mode = modality_dropout_mode  # or "one" (models.missing.drop_modalities)
         self.encoders = nn.ModuleDict(encoders)
+        self.inputs = {k: (inputs or {}).get(k, k) for k in encoders}  # encoder -> the modality it reads
         self.block_keys: dict[str, str] = {}
         keys: dict[str, str] = {}  # ref -> key of the block producing it
         for m, enc in encoders.items():
@@ -89,7 +113,8 @@ class FusionModel(TaskModel):
                 "class": type(enc).__name__,
                 "shapes": {k: list(v.shape) for k, v in enc.state_dict().items()},
             }
-            self.block_keys[f"encoders.{m}"] = keys[m] = block_key("enc", {"modality": m, "encoder": desc})
+            where = {"modality": m} if self.inputs[m] == m else {"modality": self.inputs[m], "name": m}
+            self.block_keys[f"encoders.{m}"] = keys[m] = block_key("enc", {**where, "encoder": desc})
         dims = self._probe(input_shapes)
         self.sources: dict[str, set[str]] = {}  # ref -> modalities it depends on
         self.nodes = nn.ModuleDict()
@@ -121,8 +146,9 @@ class FusionModel(TaskModel):
             self.block_keys[f"trunks.{i}"] = head_keys[-1]
             head_dims.append(d)
         self.feature_dim = sum(head_dims)
+        specs = head_specs(tasks, head)
         self.heads = nn.ModuleDict(
-            {t: DecisionHead(head_dims, k, spec.decision, head_dropout) for t, k in tasks.items()}
+            {t: DecisionHead(head_dims, k, spec.decision, head_dropout, specs[t]) for t, k in tasks.items()}
         )
         # auxiliary per-modality heads (training only): see _aux_logits
         self.aux_weight = aux_loss
@@ -142,14 +168,14 @@ class FusionModel(TaskModel):
         """Shapes (without batch) of every encoder stage, from one pass on zeros in eval mode."""
         shapes: dict[str, int | tuple[int, ...]] = {}
         for m, enc in self.encoders.items():
-            if m not in input_shapes:
+            if self.inputs[m] not in input_shapes:
                 raise ConfigError(
-                    f"fusion: no input shape for modality '{m}'; have: {', '.join(input_shapes)}"
+                    f"fusion: no input shape for modality '{self.inputs[m]}'; have: {', '.join(input_shapes)}"
                 )
             was = enc.training
             enc.eval()
-            given = input_shapes[m]  # a shape without batch, or an example batch (keeps its dtype)
-            device = next(enc.parameters()).device
+            given = input_shapes[self.inputs[m]]  # a shape without batch, or an example batch (its dtype)
+            device = next(itertools.chain(enc.parameters(), enc.buffers()), torch.empty(0)).device
             x = (
                 torch.zeros_like(given[:2], device=device)
                 if isinstance(given, Tensor)
@@ -173,24 +199,15 @@ class FusionModel(TaskModel):
         shape = dims[ref]
         pool = node.pool if node is not None else "mean"
         d = int(torch.Size(shape).numel()) if pool == "flatten" or len(shape) == 1 else int(shape[0])
-        return d, {m}, f"{keys[m]}:{stage}:{pool}"
+        return d, {self.inputs[m]}, f"{keys[m]}:{stage}:{pool}"
 
     def _branches(self, batch: Batch) -> tuple[list[Tensor], list[Tensor], dict[str, Tensor]]:
-        for m in self.encoders:
-            if m not in batch.inputs:
-                raise ShapeError(
-                    f"the model has an encoder for '{m}' but the batch only has {sorted(batch.inputs)}"
-                )
-        mask = batch.modality_mask
-        if self.training and self.modality_dropout > 0:
-            mask = drop_modalities(
-                {m: mask[m] for m in self.encoders}, self.modality_dropout, self.modality_dropout_mode
-            )
+        mask = visible(batch, self.inputs, self.training, self.modality_dropout, self.modality_dropout_mode)
         vals: dict[str, Tensor] = {}
-        present: dict[str, Tensor] = {}
+        present: dict[str, Tensor] = {}  # per encoder key (and node): its modality's presence
         for m, enc in self.encoders.items():
-            x, p = batch.inputs[m], mask[m].float()
-            stages = enc.forward_stages(x, batch.lengths.get(m))
+            x, p = batch.inputs[self.inputs[m]], mask[self.inputs[m]].float()
+            stages = enc.forward_stages(x, batch.lengths.get(self.inputs[m]))
             vals[f"{m}.input"] = x.float()
             vals.update({f"{m}.{k}": v for k, v in stages.items()})
             present[m] = p
@@ -225,9 +242,20 @@ class FusionModel(TaskModel):
         h = feats[0] if len(feats) == 1 else torch.cat(feats, dim=-1)
         if len(feats) > 1:  # heads read slices of h, so gradients w.r.t. h are the real ones
             feats = list(h.split([f.shape[-1] for f in feats], dim=-1))
-        logits = {t: head(feats, pres) for t, head in self.heads.items()}
+        train = self.training
+        logits = {
+            t: head(feats, pres, batch.targets.get(t) if train else None, batch.target_mask.get(t))
+            for t, head in self.heads.items()
+        }
         aux = self._aux_logits(batch, feats, pres, vals) if self.training and self.aux_weight > 0 else {}
-        return ModelOutput(logits, h, aux, self.aux_weight)
+        return ModelOutput(logits, h, aux, self.aux_weight, self._op_losses())
+
+    def _op_losses(self) -> dict[str, Tensor]:
+        """Training losses the fusion ops computed in this forward (an autoencoder's reconstruction)."""
+        if not self.training:
+            return {}
+        found = {f"nodes.{n}": getattr(node.op, "loss", None) for n, node in self.nodes.items()}
+        return {k: v for k, v in found.items() if v is not None}
 
     def _aux_logits(
         self, batch: Batch, feats: list[Tensor], pres: list[Tensor], vals: dict[str, Tensor]
@@ -241,13 +269,13 @@ class FusionModel(TaskModel):
         (Gradient-Blending, Wang et al. 2020)."""
         real = batch.modality_mask  # before dropout: the encoder always sees its real input
         if len(feats) == 1:
-            inputs = {m: (_pool(vals[f"{m}.out"], "mean"), real[m]) for m in self.encoders}
+            inputs = {m: (_pool(vals[f"{m}.out"], "mean"), real[self.inputs[m]]) for m in self.encoders}
             return {
                 t: [(h(inputs[m][0]), inputs[m][1]) for m, h in heads.items()]
                 for t, heads in self.aux_heads.items()
             }
         branches = [
-            (trunk(_pool(vals[r], "mean")), real[r.split(".", 1)[0]]) if "." in r else (f, p > 0)
+            (trunk(_pool(vals[r], "mean")), real[self.inputs[r.split(".", 1)[0]]]) if "." in r else (f, p > 0)
             for trunk, r, f, p in zip(self.trunks, self.spec.head_refs, feats, pres, strict=True)
         ]
         return {

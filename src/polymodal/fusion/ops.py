@@ -1,7 +1,9 @@
 """Fusion ops: ``op(xs, present) -> (B, width)`` from a list of (B, d_i) inputs.
 
 ``present[i]`` (B,) is 1 where input i's modalities are there (missing inputs already arrive as
-zeros); attention and gating use it to give a missing input no weight. Every weight is a registered
+zeros); attention and gating use it to give a missing input no weight. An op with a training loss of
+its own (the autoencoder's reconstruction) sets ``self.loss`` in each training forward (None in eval);
+`FusionModel` reports it in `ModelOutput.losses`, which every objective adds. Every weight is a registered
 ``nn.Parameter`` or submodule, so it trains, is saved, and is tested to be (LMF's reference code kept
 its factors in plain tensors once; they silently never trained).
 """
@@ -13,6 +15,7 @@ import math
 import torch
 from torch import Tensor, nn
 
+from polymodal.models.missing import drop_modalities
 from polymodal.registry import Registry
 
 FUSION_OPS: Registry[nn.Module] = Registry("fusion op")
@@ -128,6 +131,62 @@ class LowRank(nn.Module):
             zi = torch.where(m[:, None, None] > 0, zi, torch.ones_like(zi))  # a missing input: factor 1
             prod = zi if prod is None else prod * zi
         return torch.einsum("brw,r->bw", prod, self.rank_weights) + self.bias
+
+
+@FUSION_OPS.register("autoencoder")
+class SharedAutoencoder(nn.Module):
+    """The shared code of a multimodal stacked denoising autoencoder (bimodal deep autoencoder, Ngiam
+    et al. 2011; a stacked autoencoder fusing multimodal face features into one compact code, Ding &
+    Tao 2015; denoising, Vincent et al. 2008).
+
+    Each input passes its own layer, then one shared layer gives the code (the op's output, ``width``),
+    which a mirrored decoder maps back to every input. In training the reconstruction is computed from
+    a corrupted copy: masking noise (each feature zeroed w.p. ``NOISE``) and, on a fraction ``HIDE``
+    of the rows with two or more inputs present, one whole input removed, which must still be rebuilt
+    from the others (Ngiam et al.'s cross-modal training: the code learns to stand in for a missing
+    modality). The loss per input is the relative squared error (over the batch's mean squared norm of
+    the input: scale-free, 1 = predicting zeros) on the rows where it is present, averaged over inputs
+    and times ``WEIGHT``; it is ``self.loss``. The heads read the code of the clean inputs, so the
+    autoencoder is trained jointly with the task, as a regularizer of the fusion block. Its inputs are
+    detached for the reconstruction: the encoders' features are the data it models, and letting it
+    reshape them (features made easy to rebuild) cost 43 points on AV-MNIST in a trial (seed 0: 50.2 %
+    vs 93 %, with a variance-normalised loss that was ~10 at the start).
+    """
+
+    NOISE, HIDE, WEIGHT = 0.2, 0.5, 1.0
+
+    def __init__(self, dims: list[int], width: int, **_: int) -> None:
+        super().__init__()
+        self.enc = nn.ModuleList(nn.Sequential(nn.Linear(d, width), nn.ReLU()) for d in dims)
+        self.shared = nn.Linear(len(dims) * width, width)
+        self.unshared = nn.Sequential(nn.ReLU(), nn.Linear(width, len(dims) * width), nn.ReLU())
+        self.dec = nn.ModuleList(nn.Linear(width, d) for d in dims)
+        self.loss: Tensor | None = None
+
+    def code(self, xs: list[Tensor]) -> Tensor:
+        return self.shared(torch.cat([e(x) for e, x in zip(self.enc, xs, strict=True)], dim=-1))
+
+    def forward(self, xs: list[Tensor], present: list[Tensor]) -> Tensor:
+        z = self.code(xs)
+        self.loss = self.reconstruction(xs, present) if self.training else None
+        return z
+
+    def reconstruction(self, xs: list[Tensor], present: list[Tensor]) -> Tensor:
+        xs = [x.detach() for x in xs]  # the encoders get no reconstruction gradient (docstring)
+        kept = drop_modalities({str(i): p > 0 for i, p in enumerate(present)}, self.HIDE, "one")
+        noisy = [
+            x * (torch.rand_like(x) >= self.NOISE).to(x.dtype) * kept[str(i)].to(x.dtype)[:, None]
+            for i, x in enumerate(xs)
+        ]
+        hidden = self.unshared(self.code(noisy)).chunk(len(xs), dim=-1)
+        total = torch.zeros((), device=xs[0].device)
+        for dec, h, x, p in zip(self.dec, hidden, xs, present, strict=True):
+            target, w = x.float(), p.float()
+            n = w.sum().clamp_min(1.0)
+            energy = (target.square().sum(-1) * w).sum() / n
+            err = ((dec(h).float() - target) ** 2).sum(-1)
+            total = total + (err * w).sum() / n / energy.clamp_min(1e-6)
+        return self.WEIGHT * total / len(xs)
 
 
 ACTIVATION = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh, "none": nn.Identity}

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from polymodal.batch import valid_mask
 from polymodal.errors import ShapeError
 from polymodal.models.base import Encoder
 from polymodal.models.registry import ENCODERS
@@ -24,7 +25,7 @@ NORM_EPS = 1e-5
 
 def _valid_mask(lengths: Tensor, frames: int) -> Tensor:
     """(B,) lengths -> (B, frames) bool, True at valid frames."""
-    return torch.arange(frames, device=lengths.device)[None, :] < lengths[:, None]
+    return valid_mask(lengths, frames)
 
 
 @ENCODERS.register("audio_cnn")

@@ -6,14 +6,18 @@ two CPU cores; global average pooling keeps the head tiny and makes it size-agno
 
 from __future__ import annotations
 
+from typing import Literal
+
 from torch import Tensor, nn
 
-from polymodal.errors import ShapeError
+from polymodal.errors import ConfigError, ShapeError
 from polymodal.models.base import Encoder
 from polymodal.models.registry import ENCODERS
 
 
-def _conv_bn_relu(cin: int, cout: int) -> list[nn.Module]:
+def _conv_bn_relu(cin: int, cout: int, norm: str = "batch") -> list[nn.Module]:
+    if norm == "none":  # rows independent of each other (e.g. data-parallel checks without SyncBN on CPU)
+        return [nn.Conv2d(cin, cout, 3, padding=1), nn.ReLU()]
     # No conv bias: the BatchNorm that follows has its own shift.
     return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU()]
 
@@ -25,15 +29,23 @@ class CNN28(Encoder):
     stage_names: tuple[str, ...] = ("stage1", "stage2", "stage3", "out")
 
     def __init__(
-        self, in_channels: int = 1, width: int = 32, out_dim: int = 128, dropout: float = 0.0
+        self,
+        in_channels: int = 1,
+        width: int = 32,
+        out_dim: int = 128,
+        dropout: float = 0.0,
+        norm: Literal["batch", "none"] = "batch",
     ) -> None:
         super().__init__()
+        if norm not in ("batch", "none"):
+            raise ConfigError(f"cnn28 norm={norm!r}: allowed: batch, none")
         w = width
         self.in_channels = in_channels
         self.out_dim = out_dim
-        self.stage1 = nn.Sequential(*_conv_bn_relu(in_channels, w), *_conv_bn_relu(w, w))
-        self.stage2 = nn.Sequential(*_conv_bn_relu(w, 2 * w), *_conv_bn_relu(2 * w, 2 * w))
-        self.stage3 = nn.Sequential(*_conv_bn_relu(2 * w, 4 * w))
+        blk = lambda a, b: _conv_bn_relu(a, b, norm)  # noqa: E731
+        self.stage1 = nn.Sequential(*blk(in_channels, w), *blk(w, w))
+        self.stage2 = nn.Sequential(*blk(w, 2 * w), *blk(2 * w, 2 * w))
+        self.stage3 = nn.Sequential(*blk(2 * w, 4 * w))
         self.pool = nn.MaxPool2d(2)
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(4 * w, out_dim), nn.ReLU())
 

@@ -2,8 +2,10 @@
 
 ``model(batch)`` returns a `ModelOutput` instead of leaving results on attributes: the logits by task
 (the record reads as that mapping, so ``out[task]`` and ``out.items()`` work), the features the heads
-read (what MGDA-UB differentiates), and the auxiliary per-modality logits a fusion model adds in
-training. Objectives that run one forward over several views split the record by rows.
+read (what MGDA-UB differentiates), the auxiliary per-modality logits a fusion model adds in
+training, and any extra training losses the model computed itself (``losses``, e.g. a fusion
+autoencoder's reconstruction). Objectives that run one forward over several views split the record by
+rows.
 """
 
 from __future__ import annotations
@@ -22,6 +24,9 @@ class ModelOutput(Mapping[str, Tensor]):
     features: Tensor  # (B, D): what the task heads read; gradients w.r.t. it are the heads' real ones
     aux: AuxLogits = field(default_factory=dict)  # training only, when the model has auxiliary heads
     aux_weight: float = 0.0
+    # training only: name -> weighted scalar loss over the whole forward (every row, labeled or not);
+    # kept whole by `rows` (it describes the forward), added once by the objectives' supervised term
+    losses: dict[str, Tensor] = field(default_factory=dict)
 
     def __getitem__(self, task: str) -> Tensor:
         return self.logits[task]
@@ -36,7 +41,8 @@ class ModelOutput(Mapping[str, Tensor]):
         """The same record for rows ``start:stop`` (one view of a concatenated forward)."""
         s = slice(start, stop)
         aux = {t: [(z[s], r[s]) for z, r in pairs] for t, pairs in self.aux.items()}
-        return ModelOutput({t: z[s] for t, z in self.logits.items()}, self.features[s], aux, self.aux_weight)
+        logits = {t: z[s] for t, z in self.logits.items()}
+        return ModelOutput(logits, self.features[s], aux, self.aux_weight, self.losses)
 
     def split(self, sizes: list[int]) -> list[ModelOutput]:
         """Consecutive row blocks of ``sizes`` (they must add up to the batch)."""

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from polymodal.batch import valid_mask
 from polymodal.errors import ConfigError, ShapeError
 from polymodal.models.base import Encoder
 from polymodal.models.registry import ENCODERS
@@ -160,7 +161,7 @@ class MaskedLayerNorm(nn.Module):
         self.eps = eps
 
     def forward(self, h: Tensor, lengths: Tensor) -> Tensor:
-        valid = (torch.arange(h.shape[-1], device=h.device)[None] < lengths[:, None])[:, None]  # (B, 1, T)
+        valid = valid_mask(lengths, h.shape[-1])[:, None]  # (B, 1, T)
         count = (lengths * h.shape[1]).to(h.dtype)[:, None, None]
         mean = torch.where(valid, h, 0.0).sum(dim=(1, 2), keepdim=True) / count
         centred = torch.where(valid, h - mean, 0.0)
@@ -169,8 +170,7 @@ class MaskedLayerNorm(nn.Module):
         return torch.where(valid, out, 0.0)
 
 
-def _valid(lengths: Tensor, steps: int) -> Tensor:
-    return torch.arange(steps, device=lengths.device)[None] < lengths[:, None]
+_valid = valid_mask  # (B,) lengths, steps -> (B, steps) bool
 
 
 def _check_lengths(name: str, x: Tensor, lengths: Tensor | None, steps: int) -> Tensor:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from polymodal.batch import valid_mask
 from polymodal.errors import ShapeError
 from polymodal.models.base import Encoder
 from polymodal.models.registry import ENCODERS
@@ -49,7 +50,7 @@ class TextCNN(Encoder):
         elif lengths.shape != (b,):
             raise ShapeError(f"text_cnn expects lengths (B,)=({b},), got {tuple(lengths.shape)}")
         n = lengths.to(x.device).clamp(1, width)
-        valid = (torch.arange(width, device=x.device)[None, :] < n[:, None])[:, None, :]  # (B, 1, L)
+        valid = valid_mask(n, width)[:, None, :]  # (B, 1, L)
         e = self.embed(x.clamp(0, self.vocab_size - 1)).transpose(1, 2)  # (B, E, L)
         h1 = torch.relu(self.conv1(self.drop(e * valid))) * valid
         h2 = torch.relu(self.conv2(self.drop(h1))) * valid

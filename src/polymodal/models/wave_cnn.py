@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from polymodal.batch import valid_mask
 from polymodal.errors import ShapeError
 from polymodal.models.base import Encoder
 from polymodal.models.registry import ENCODERS
@@ -49,11 +50,11 @@ class WaveCNN(Encoder):
         stages: dict[str, Tensor] = {}
         for i, block in enumerate([nn.Identity(), *self.blocks], start=1):
             h = block(h)
-            h = h * (torch.arange(h.shape[-1], device=h.device)[None] < n[:, None])[:, None].to(h.dtype)
+            h = h * valid_mask(n, h.shape[-1])[:, None].to(h.dtype)
             h = self.pool(h)
             n = (n + 3) // 4
             stages[f"stage{i}"] = h
-        valid = (torch.arange(h.shape[-1], device=h.device)[None] < n[:, None]).to(h.dtype)
+        valid = valid_mask(n, h.shape[-1]).to(h.dtype)
         stages["pool"] = (h * valid[:, None]).sum(-1) / n.to(h.dtype)[:, None]
         stages["out"] = self.head(stages["pool"])
         return stages

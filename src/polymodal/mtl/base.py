@@ -10,7 +10,7 @@ CAGrad, IMTL-G, MGDA) can be written that way, with ``w`` a function of the T×T
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -20,6 +20,11 @@ from polymodal.errors import ConfigError
 from polymodal.registry import Registry
 
 Params = Sequence[nn.Parameter]
+
+
+def _identity(x: Tensor) -> Tensor:
+    return x
+
 BALANCERS: Registry[nn.Module] = Registry("multi-task weighting")
 
 
@@ -33,6 +38,9 @@ class Balancer(nn.Module):
         super().__init__()
         self.tasks = list(tasks)
         self.seed = seed
+        # data-parallel training: the mean over processes of what a rank computed from its rows (the
+        # engine sets it); methods apply it to task gradients / losses before deciding task weights
+        self.reduce: Callable[[Tensor], Tensor] = _identity
 
     def stack(self, losses: dict[str, Tensor]) -> Tensor:
         """Losses as a (T,) vector in ``self.tasks`` order; every task must be present."""
@@ -123,7 +131,7 @@ class LossWeighting(Balancer):
         vec = self.stack(losses)
         total = (self.loss_weights(vec, step).to(vec) * vec).sum()
         total.backward()
-        self.observe(vec, step)
+        self.observe(self.reduce(vec.detach()), step)
         return total.detach()
 
 
@@ -164,11 +172,11 @@ class GradientBalancer(Balancer):
         if step % self.recompute_every == 0:
             rep = self.gram_source(vec, shared, features)
             if rep is None:
-                grads = task_gradients(vec, shared)
+                grads = self.reduce(task_gradients(vec, shared))  # every rank: the global-batch gradients
                 w = self.weights(grads @ grads.T, step).to(grads.dtype)
                 write_grads(shared, w @ grads)
-            else:
-                w = self.weights(rep @ rep.T, step).to(vec.dtype)
+            else:  # features are per-row: the global Gram is the ranks' mean (up to scale)
+                w = self.weights(self.reduce(rep @ rep.T), step).to(vec.dtype)
                 torch.autograd.backward((w * vec).sum(), inputs=list(shared), retain_graph=True)
             self.last_weights.copy_(w.detach())
         else:

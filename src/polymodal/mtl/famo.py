@@ -70,7 +70,7 @@ class FAMO(LossWeighting):
         self.adam_steps.copy_(steps)
 
     def loss_weights(self, vec: Tensor, step: int) -> Tensor:
-        shifted = vec.detach().to(self.logits).clamp_min(0) + 1e-8  # L_t − min L_t (0) + 1e-8
+        shifted = self.reduce(vec.detach()).to(self.logits).clamp_min(0) + 1e-8  # L_t − min L_t (0) + 1e-8
         self.update_logits(self.prev_log - shifted.log(), self.has_prev)  # no step before a previous loss
         inv = torch.softmax(self.logits, 0) / shifted
         return inv / inv.sum()

@@ -51,13 +51,14 @@ class GradNorm(Balancer):
         if not last:
             raise ConfigError("multitask.weighting=gradnorm needs shared parameters (a trunk layer)")
         vec = self.stack(losses)
+        seen = self.reduce(vec.detach())  # data-parallel: the global batch's losses
         with torch.no_grad():  # renormalise after the previous optimizer step: Σ w = T
             self.weight.mul_(len(self.tasks) / self.weight.sum().clamp_min(1e-12))
             if bool((self.initial == 0).all()):
-                self.initial.copy_(vec.detach().clamp_min(1e-12))
+                self.initial.copy_(seen.clamp_min(1e-12))
         # ‖∇_W L_t‖ in the weights' dtype: float64 shared parameters give float64 gradients
-        norms = task_gradients(vec, last[-1:]).norm(dim=1).to(self.weight.dtype)
-        self.weight.grad = self.weight_grad(norms, vec)
+        norms = self.reduce(task_gradients(vec, last[-1:])).norm(dim=1).to(self.weight.dtype)
+        self.weight.grad = self.weight_grad(norms, seen)
         total = (self.weight.detach() * vec).sum()
         torch.autograd.backward(total, inputs=[*shared, *[h for h in heads if h.requires_grad]])
         return total.detach()

@@ -116,8 +116,9 @@ def aux_terms(out: ModelOutput, batch: Batch) -> Losses:
 def supervised_terms(
     out: ModelOutput, batch: Batch, threshold: Callable[[int], float | None] = lambda k: None
 ) -> tuple[Losses, Tensor]:
-    """(TSA-)masked cross-entropy per task the batch has targets for, plus the auxiliary heads' terms;
-    and the fraction of rows TSA kept. Every method's supervised loss comes from here."""
+    """(TSA-)masked cross-entropy per task the batch has targets for, plus the auxiliary heads' terms
+    and the model's own extra losses (``out.losses``, shared equally by the tasks, so their sum is added
+    once); and the fraction of rows TSA kept. Every method's supervised loss comes from here."""
     losses, kept = {}, []
     for task in batch.targets:
         z = out[task]
@@ -127,7 +128,16 @@ def supervised_terms(
         kept.append(keep.float().mean())
     aux = aux_terms(out, batch)
     losses = {t: v + aux[t] if t in aux else v for t, v in losses.items()}
-    return losses, torch.stack(kept).mean()
+    return model_losses(out, losses), torch.stack(kept).mean()
+
+
+def model_losses(out: ModelOutput, losses: Losses) -> Losses:
+    """``losses`` plus the model's own extra training losses (``out.losses``, e.g. a fusion autoencoder's
+    reconstruction), shared equally by the tasks so that their sum is added once."""
+    if not out.losses or not losses:
+        return losses
+    extra = sum(out.losses.values()) / len(losses)
+    return {t: v + extra for t, v in losses.items()}
 
 
 def confident_hard_label_ce(target_logits: Tensor, logits: Tensor, threshold: float) -> tuple[Tensor, Tensor]:

@@ -28,7 +28,7 @@ from polymodal.ssl.common import (
     sharpen,
     soft_cross_entropy,
 )
-from polymodal.ssl.method import Terms, ViewFn, register_method
+from polymodal.ssl.method import Terms, ViewFn, model_losses, register_method
 
 
 def guess_labels(logits_k: list[Tensor], temperature: float) -> Tensor:
@@ -86,6 +86,6 @@ def mixmatch(
             )
         unsup[t] = mse_probs(out[t][n:], mixed[n:])
     w_u = c.weight * linear_rampup(progress, c.rampup)
-    losses = {t: sup[t] + w_u * unsup[t] for t in sup}
+    losses = model_losses(out, {t: sup[t] + w_u * unsup[t] for t in sup})  # + e.g. reconstruction
     logs = {"sup": sum(sup.values()).detach(), "unsup": sum(unsup.values()).detach()}
     return Terms(losses, logs, out.features)
