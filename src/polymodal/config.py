@@ -17,6 +17,13 @@ from polymodal.errors import ConfigError
 from polymodal.options import Options
 
 
+def _registered(name: str, registry: Any, kind: str) -> str:
+    """``name`` if ``registry`` has it; else the one-line error listing what it has."""
+    if name not in registry:
+        raise ValueError(f"unknown {kind}; available: {', '.join(registry.names())}")
+    return name
+
+
 class DataConfig(Options):
     name: str = "mnist"
     root: str | None = None  # default: $POLYMODAL_DATA
@@ -37,9 +44,7 @@ class DataConfig(Options):
     def _known(cls, v: str) -> str:
         from polymodal.data import DATASETS
 
-        if v not in DATASETS:
-            raise ValueError(f"unknown dataset; available: {', '.join(DATASETS.names())}")
-        return v
+        return _registered(v, DATASETS, "dataset")
 
 
 class ViewsConfig(Options):
@@ -139,9 +144,7 @@ class MultitaskConfig(Options):
     def _known_weighting(cls, v: str) -> str:
         from polymodal.mtl import BALANCERS
 
-        if v not in BALANCERS:
-            raise ValueError(f"unknown weighting; available: {', '.join(BALANCERS.names())}")
-        return v
+        return _registered(v, BALANCERS, "weighting")
 
 
 class SpeakerConfig(Options):
@@ -187,9 +190,7 @@ class Config(Options):
     def _known_method(cls, v: str) -> str:
         from polymodal.ssl import METHODS
 
-        if v not in METHODS:
-            raise ValueError(f"unknown method; available: {', '.join(METHODS.names())}")
-        return v
+        return _registered(v, METHODS, "method")
 
     def method_options(self) -> Options:
         """The options section of ``self.method`` (its defaults when the method has no knobs)."""
