@@ -124,3 +124,28 @@ def test_padding_never_changes_an_output(train):
         frames = alone["frames"].shape[-1]
         torch.testing.assert_close(padded["frames"][i, :, :frames], alone["frames"][0], atol=1e-5, rtol=1e-5)
         assert (padded["frames"][i, :, frames:] == 0).all()
+
+
+def test_frame_norm_is_per_frame_layer_norm_so_a_frame_ignores_the_rest_of_the_clip():
+    from polymodal.models.sincnet import NORM_EPS, MaskedLayerNorm
+
+    torch.manual_seed(0)
+    h = torch.randn(2, 5, 7) * 3 + 1
+    norm = MaskedLayerNorm(5, over="frame")
+    out = norm(h, torch.tensor([7, 4]))
+    want = (h - h.mean(1, keepdim=True)) / (h.std(1, keepdim=True) + NORM_EPS)  # unbiased, as official
+    torch.testing.assert_close(out[0], want[0])
+    torch.testing.assert_close(out[1, :, :4], want[1, :, :4])
+    assert (out[1, :, 4:] == 0).all()
+    chunk = MaskedLayerNorm(5)(h, torch.tensor([7, 7]))  # the official joint (C, T) statistics
+    flat = h.flatten(1)
+    joint = (h - flat.mean(1)[:, None, None]) / (flat.std(1)[:, None, None] + NORM_EPS)
+    torch.testing.assert_close(chunk, joint)
+    # a frame-normalised front end: the first frames of a clip do not change when more audio follows
+    net = SincNet(sample_rate=8000, sinc_filters=8, sinc_kernel=31, conv_widths=[6], conv_kernels=[3],
+                  conv_pools=[2], out_dim=4, norm="frame", input_norm=False)  # fmt: skip
+    x = torch.randn(1, 1200)
+    short, long = net.forward_stages(x[:, :600])["frames"], net.forward_stages(x)["frames"]
+    torch.testing.assert_close(long[..., : short.shape[-1]], short, atol=1e-5, rtol=1e-5)
+    with pytest.raises(ConfigError, match="norm='batch': allowed: chunk, frame"):
+        MaskedLayerNorm(5, over="batch")

@@ -146,26 +146,37 @@ class SincConv(nn.Module):
         return F.conv1d(x, self.filters().to(x.dtype), stride=self.stride)
 
 
-class MaskedLayerNorm(nn.Module):
-    """Layer norm of (B, C, T) over channels and VALID steps jointly, with a per-channel affine.
+NORMS = ("chunk", "frame")
 
-    The official SincNet normalises each (C, T) chunk (fixed 200 ms crops) with an affine per (C, T)
-    element; variable-length clips keep the joint statistics but take them over the valid steps only,
-    with the official ``(x - mean) / (std + eps)`` (unbiased std).
+
+class MaskedLayerNorm(nn.Module):
+    """Layer norm of (B, C, T) with a per-channel affine, over VALID steps only.
+
+    ``over="chunk"`` (the official SincNet): over channels and steps jointly — the official code
+    normalises each fixed 200 ms (C, T) crop, with ``(x - mean) / (std + eps)`` (unbiased std); on a
+    whole utterance the statistics then depend on how much of it is silence. ``over="frame"``: over
+    the channels of each frame, so a frame's output never depends on the rest of the clip and a model
+    trained on short crops sees the same features on a full utterance.
     """
 
-    def __init__(self, channels: int, eps: float = NORM_EPS) -> None:
+    def __init__(self, channels: int, eps: float = NORM_EPS, over: str = "chunk") -> None:
         super().__init__()
+        if over not in NORMS:
+            raise ConfigError(f"sincnet norm='{over}': allowed: {', '.join(NORMS)}")
         self.gamma = nn.Parameter(torch.ones(channels))
         self.beta = nn.Parameter(torch.zeros(channels))
-        self.eps = eps
+        self.eps, self.over = eps, over
 
     def forward(self, h: Tensor, lengths: Tensor) -> Tensor:
         valid = valid_mask(lengths, h.shape[-1])[:, None]  # (B, 1, T)
-        count = (lengths * h.shape[1]).to(h.dtype)[:, None, None]
-        mean = torch.where(valid, h, 0.0).sum(dim=(1, 2), keepdim=True) / count
+        dims = (1, 2) if self.over == "chunk" else (1,)
+        if self.over == "chunk":
+            count = (lengths * h.shape[1]).to(h.dtype)[:, None, None]
+        else:
+            count = torch.full_like(h[:, :1], h.shape[1])
+        mean = torch.where(valid, h, 0.0).sum(dim=dims, keepdim=True) / count
         centred = torch.where(valid, h - mean, 0.0)
-        std = (centred.square().sum(dim=(1, 2), keepdim=True) / (count - 1).clamp(min=1)).sqrt()
+        std = (centred.square().sum(dim=dims, keepdim=True) / (count - 1).clamp(min=1)).sqrt()
         out = centred / (std + self.eps) * self.gamma[:, None] + self.beta[:, None]
         return torch.where(valid, out, 0.0)
 
@@ -204,6 +215,7 @@ class SincFrontEnd(nn.Module):
         min_band_hz: float = 50.0,
         input_norm: bool = True,
         dropout: float = 0.0,
+        norm: str = "chunk",
     ) -> None:
         super().__init__()
         conv_widths, conv_kernels, conv_pools = list(conv_widths), list(conv_kernels), list(conv_pools)
@@ -225,7 +237,7 @@ class SincFrontEnd(nn.Module):
         self.input_norm = input_norm
         self.pools = [sinc_pool, *conv_pools]
         self.kernels = conv_kernels
-        self.norms = nn.ModuleList(MaskedLayerNorm(c) for c in [sinc_filters, *conv_widths])
+        self.norms = nn.ModuleList(MaskedLayerNorm(c, over=norm) for c in [sinc_filters, *conv_widths])
         cins = [sinc_filters, *conv_widths][: len(conv_widths)]
         self.convs = nn.ModuleList(
             nn.Conv1d(cin, cout, k) for cin, cout, k in zip(cins, conv_widths, conv_kernels, strict=True)
@@ -302,6 +314,7 @@ class SincNet(Encoder):
         min_band_hz: float = 50.0,
         input_norm: bool = True,
         dropout: float = 0.0,
+        norm: str = "chunk",
     ) -> None:
         super().__init__()
         self.front = SincFrontEnd(
@@ -317,6 +330,7 @@ class SincNet(Encoder):
             min_band_hz=min_band_hz,
             input_norm=input_norm,
             dropout=dropout,
+            norm=norm,
         )
         self.out_dim = out_dim
         self.stage_names = (*self.front.block_names, "frames", "pool", "out")
