@@ -40,7 +40,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import REPO, machine, mean_std  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results"
-SCRATCH = ["pretrain.mode=finetune", "pretrain.steps=0"]  # candidates train their encoders from random init
+SCRATCH = ["pretrain.mode=finetune", "pretrain.steps=0"]
+PAIRED = "candidate.paired_cold=true"  # candidates train their encoders from random init
 VARIANTS = {  # name -> (config, overrides, which seeds: --seeds, --four-seeds or --scratch-seeds)
     "ga-warm": ("search_avmnist", ["ga.strategy=ga", "cache.warm_start=true"], "seeds"),
     "scratch-warm": (
@@ -55,7 +56,15 @@ VARIANTS = {  # name -> (config, overrides, which seeds: --seeds, --four-seeds o
     ),
     "ga-cold": ("search_avmnist", ["ga.strategy=ga", "cache.warm_start=false"], "seeds"),
     "random": ("search_avmnist", ["ga.strategy=random", "cache.warm_start=true"], "seeds"),
+    "ga-seeded": ("search_avmnist", ["ga.strategy=ga", "cache.warm_start=true", "SEEDED"], "seeds"),
     "ga4-warm": ("search_avmnist4", ["ga.strategy=ga", "cache.warm_start=true"], "four_seeds"),
+    # the same searches as ga-warm / scratch-warm, each inheriting child also trained from fresh weights
+    "ga-paired": ("search_avmnist", ["ga.strategy=ga", "cache.warm_start=true", PAIRED], "seeds"),
+    "scratch-paired": (
+        "search_avmnist",
+        ["ga.strategy=ga", "cache.warm_start=true", *SCRATCH, PAIRED],
+        "scratch_seeds",
+    ),
 }
 HAND_MADE = {  # benchmarks/results/fusion_avmnist.md, best row: configs/avmnist_mid_concat.yaml
     "nodes": [
@@ -82,6 +91,8 @@ ALL_CONCAT4 = {  # the same fusion over all four modalities
     "trunk": [64],
 }
 HAND_MADE_TABLE = "intermediate (stage2/3 flattened, concat)"
+LATE_MEAN = {"nodes": [], "heads": ["image.out", "audio.out"], "decision": "mean"}  # decision-level fusion
+SEEDS = "ga.seed_genomes=" + json.dumps([HAND_MADE, LATE_MEAN])  # ga-seeded: generation 0 opens with these
 
 
 def run_jobs(jobs: list[tuple[Path, list[str]]], parallel: int) -> None:
@@ -244,6 +255,7 @@ def search_jobs(args: argparse.Namespace, out: Path, four: list[int]) -> list[tu
         budget = [f"ga.budget_steps={args.scratch_budget}"] if group == "scratch_seeds" else []
         for seed in seeds_of(args, group):
             d = out / f"{name}-s{seed}"
+            sets = [SEEDS if x == "SEEDED" else x for x in sets]
             jobs.append((d, search_cmd(config, [*sets, *common, *budget, f"seed={seed}"], d)))
     me = [sys.executable, str(Path(__file__).resolve()), "--retrain-steps", str(args.retrain_steps)]
     for name, seeds in (("hand_made", args.seeds), ("all_concat4", four)):
@@ -254,8 +266,10 @@ def search_jobs(args: argparse.Namespace, out: Path, four: list[int]) -> list[tu
 
 
 def best_of(out: Path, name: str, seeds: list[int]) -> dict:
+    """The answer of the search seed whose answer scored best on validation (finalists' score)."""
     summaries = [json.loads((out / f"{name}-s{s}" / "summary.json").read_text()) for s in seeds]
-    return max((s["best"] for s in summaries), key=lambda b: b["fitness"])
+    score = lambda s: s["retrain"].get("finalists", {}).get("score", s["best"]["fitness"])  # noqa: E731
+    return max(summaries, key=score)["best"]
 
 
 def main() -> None:
@@ -275,10 +289,11 @@ def main() -> None:
     jobs = search_jobs(args, out, four)
     for folder, _ in jobs:
         mark_done(folder)
-    first = [j for j in jobs if j[0].name.rsplit("-s", 1)[0] in ("ga-warm", "scratch-warm")]
+    first = [j for j in jobs if j[0].name.rsplit("-s", 1)[0] in ("ga-warm", "ga-seeded", "scratch-warm")]
     run_jobs(first, args.parallel)  # phase 1: the searches whose best genomes are trained end to end
     bests = {
         "ga-best": best_of(out, "ga-warm", args.seeds),
+        "seeded-best": best_of(out, "ga-seeded", args.seeds),
         "scratch-best": best_of(out, "scratch-warm", args.scratch_seeds),
     }
     engine = engine_jobs(args, out, bests)
@@ -294,6 +309,7 @@ def collect(args: argparse.Namespace, out: Path) -> dict:
     four = args.four_seeds if args.four_seeds is not None else args.seeds
     bests = {
         "ga-best": best_of(out, "ga-warm", args.seeds),
+        "seeded-best": best_of(out, "ga-seeded", args.seeds),
         "scratch-best": best_of(out, "scratch-warm", args.scratch_seeds),
     }
     res: dict = {"searches": {}, "baselines": {}, "engine": {}, "bests": bests}
@@ -306,7 +322,7 @@ def collect(args: argparse.Namespace, out: Path) -> dict:
     for w, c, group in (("ga-warm", "ga-cold", "seeds"), ("scratch-warm", "scratch-cold", "scratch_seeds")):
         for seed in seeds_of(args, group):
             warm, cold = res["searches"][f"{w}-s{seed}"], res["searches"][f"{c}-s{seed}"]
-            level = min(warm["summary"]["best"]["fitness"], cold["summary"]["best"]["fitness"])
+            level = min(fittest(warm["history"]), fittest(cold["history"]))
             spent = {v: steps_to_level(r["history"], level) for v, r in (("warm", warm), ("cold", cold))}
             warm["to_level"] = {"level": level, **spent}
     for name, seeds in (("hand_made", args.seeds), ("all_concat4", four)):
@@ -334,15 +350,31 @@ def _acc(S: dict, name: str) -> list[float]:
     return [100 * s["retrain"]["pretrained"]["test_accuracy"] for s in _of(S, name)]
 
 
+def fittest(history: list[dict]) -> float:
+    """A search's best validation fitness (its answer may be another finalist, see retrain.finalists)."""
+    return max(r["fitness"] for r in history if r["status"] == "ok")
+
+
+def trajectory(history: list[dict]) -> str:
+    """Each new best fitness, at the training steps the search had spent by then."""
+    spent, top, out = 0, float("-inf"), []
+    for r in sorted(history, key=lambda r: r["id"]):
+        spent += int(r.get("steps") or 0)
+        if r["status"] == "ok" and r["fitness"] > top:
+            top = r["fitness"]
+            out.append(f"{top:.4f} at {spent:,}")
+    return ", ".join(out)
+
+
 def _fit(S: dict, name: str) -> str:
-    v = [s["best"]["fitness"] for s in _of(S, name)]
+    v = [fittest(h["history"]) for k, h in S.items() if k.rsplit("-s", 1)[0] == name]
     return f"{_mean(v):.4f}" + (f" ± {statistics.stdev(v):.4f}" if len(v) > 1 else "")
 
 
 def _search_rows(res: dict) -> list[str]:
     lines = [
-        "| search | seed | candidates (failed) | training steps | best val fitness | test acc % (retrained) "
-        "| best genome reads | where pairs meet |",
+        "| search | seed | candidates (failed) | training steps | best val fitness (the answer's) "
+        "| test acc % (retrained) | best genome reads | where pairs meet |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for key, s in res["searches"].items():
@@ -351,7 +383,8 @@ def _search_rows(res: dict) -> list[str]:
         b, t = sm["best"], sm["totals"]
         pairs = ", ".join(f"{p} {how}" for p, how in sm["pairings"].items()) or "—"
         lines.append(
-            f"| {name} | {seed} | {t['evaluated']} ({t['failed']}) | {t['steps']:,} | {b['fitness']:.4f} "
+            f"| {name} | {seed} | {t['evaluated']} ({t['failed']}) | {t['steps']:,} "
+            f"| {fittest(s['history']):.4f} ({b['fitness']:.4f}) "
             f"| {100 * sm['retrain']['pretrained']['test_accuracy']:.2f} | {', '.join(b['modalities'])} "
             f"| {pairs} |"
         )
@@ -407,10 +440,18 @@ def _head(args: argparse.Namespace, wall: float) -> list[str]:
         "(the same budget for GA and random search). Candidates train at most 200 steps on the frozen "
         "pretrained encoders' cached stages, with early stopping (plateau: 2 evaluations without +0.2 "
         "points; hopeless: below 0.8 x the best fitness from step 75). Fitness: validation accuracy on 10% "
-        "carved from the training split (AV-MNIST4: minus 0.01 per modality read and 0.02 per million "
-        "parameters). *Test acc (retrained)*: the genome from scratch on the pretrained encoders (frozen; "
+        "carved from the training split (AV-MNIST4: minus 0.01 per modality read, 0.03 more per modality "
+        "read but unused — its permutation importance, the validation accuracy lost when its rows are "
+        "shuffled, below 0.5 points — and 0.02 per million parameters). Warm start: a child starts every "
+        "block it shares *by position* with an evaluated candidate (`cache.match: position`, MFAS-like "
+        "keys: a node by op, settings, the refs it reads and their widths; a trunk or head by what it "
+        "reads) from the fittest one's trained weights. *The answer* of a search (`retrain.finalists: 3`): "
+        f"its 3 fittest genomes, each retrained from scratch {args.retrain_steps} steps, the best on "
+        f"validation (+{3 * args.retrain_steps:,} steps for every search alike, not in the steps column). "
+        "*Test acc (retrained)*: that genome from scratch on the pretrained encoders (frozen; "
         "scratch-*: from random init, trained with it), fusion weights fresh, "
-        f"{args.retrain_steps} steps, on the test split (which the search never sees).",
+        f"{args.retrain_steps} steps, on the test split (which the search never sees). *ga-seeded*: the "
+        "GA whose generation 0 opens with the best hand-made fusion and late (decision) fusion.",
         "",
     ]
 
@@ -426,6 +467,8 @@ def _comparison(res: dict, args: argparse.Namespace) -> list[str]:
         f"| GA, warm start | {_fit(S, 'ga-warm')} | {mean_std(_acc(S, 'ga-warm'))} |",
         f"| GA, cold | {_fit(S, 'ga-cold')} | {mean_std(_acc(S, 'ga-cold'))} |",
         f"| random search | {_fit(S, 'random')} | {mean_std(_acc(S, 'random'))} |",
+        f"| GA, warm, seeded with the hand-made + late fusion | {_fit(S, 'ga-seeded')} "
+        f"| {mean_std(_acc(S, 'ga-seeded'))} |",
         f"| best hand-made fusion (concat of flattened image.stage2 + audio.stage3) | — | {mean_std(hand)} |",
         "",
         f"End to end (`polymodal train`, encoders from scratch, {args.engine_steps} steps, seeds "
@@ -438,6 +481,7 @@ def _comparison(res: dict, args: argparse.Namespace) -> list[str]:
     ]
     kinds = {
         "ga-best": "GA on frozen pretrained encoders (ga-warm)",
+        "seeded-best": "GA seeded with hand-made genomes (ga-seeded)",
         "scratch-best": "GA, encoders from scratch (scratch-warm)",
     }
     genomes = []
@@ -469,7 +513,7 @@ def _pair(S: dict, w: str, c: str, seeds: list[int]) -> tuple[list[str], list[st
         reach = [r["steps_to_target"] for r in later if r.get("steps_to_target") is not None]
         censored = [r["steps_to_target"] if r.get("steps_to_target") is not None else cap for r in later]
         inherited = _mean([r["inherited"] / max(r["blocks"], 1) for r in later])
-        best = [S[f"{v}-s{s}"]["summary"]["best"]["fitness"] for s in seeds]
+        best = [fittest(S[f"{v}-s{s}"]["history"]) for s in seeds]
         rows.append(
             f"| {v} | {len(later)} | {_mean([r['steps'] for r in later]):.1f} | "
             f"{100 * len(reach) / max(len(later), 1):.0f}% | {_mean(censored):.1f} | "
@@ -480,12 +524,45 @@ def _pair(S: dict, w: str, c: str, seeds: list[int]) -> tuple[list[str], list[st
         shared = lv["warm"] == lv["cold"] and lv["warm"] is not None
         levels.append(
             f"seed {s}: level {lv['level']:.4f}, warm {lv['warm']}, cold {lv['cold']}"
-            + (" (both reached it in the shared generation 0)" if shared else "")
+            + (
+                f" (both reached it in the shared generation 0; best so far, warm: "
+                f"{trajectory(S[f'{w}-s{s}']['history'])}; cold: {trajectory(S[f'{c}-s{s}']['history'])})"
+                if shared
+                else ""
+            )
         )
         if lv["warm"] and lv["cold"]:
             ratios.append(lv["warm"] / lv["cold"])
     ratio = f"{_mean(ratios):.2f}" + (f" ± {statistics.stdev(ratios):.2f}" if len(ratios) > 1 else "")
     return rows, levels, ratio if ratios else "—"
+
+
+def _paired(res: dict) -> list[str]:
+    """Warm vs cold on the same children: each inheriting candidate of a warm search, and the same
+    candidate trained from fresh weights (same seed, init and batches), steps censored at 200."""
+    cap, out = 200, []
+    regimes = {"ga-paired": "frozen pretrained encoders", "scratch-paired": "encoders from scratch"}
+    for name, what in regimes.items():
+        pairs = [
+            r for k, v in res["searches"].items() if k.rsplit("-s", 1)[0] == name
+            for r in v["history"] if r["status"] == "ok" and r.get("cold")
+        ]  # fmt: skip
+        if not pairs:
+            continue
+        to = lambda x: cap if x is None else x  # noqa: E731
+        warm = _mean([to(r["steps_to_target"]) for r in pairs])
+        cold = _mean([to(r["cold"]["steps_to_target"]) for r in pairs])
+        reach_w = sum(r["steps_to_target"] is not None for r in pairs) / len(pairs)
+        reach_c = sum(r["cold"]["steps_to_target"] is not None for r in pairs) / len(pairs)
+        acc_w = _mean([r["accuracy"] for r in pairs])
+        acc_c = _mean([r["cold"]["accuracy"] for r in pairs])
+        out.append(
+            f"| {what} ({name}) | {len(pairs)} | {warm:.1f} vs {cold:.1f} | **{warm / cold:.2f}** "
+            f"| {100 * reach_w:.0f}% vs {100 * reach_c:.0f}% "
+            f"| {_mean([r['steps'] for r in pairs]):.1f} vs {_mean([r['cold']['steps'] for r in pairs]):.1f} "
+            f"| {100 * acc_w:.2f} vs {100 * acc_c:.2f} |"
+        )
+    return out
 
 
 def _warm_cold(res: dict, args: argparse.Namespace) -> list[str]:
@@ -500,8 +577,8 @@ def _warm_cold(res: dict, args: argparse.Namespace) -> list[str]:
         "trained by every candidate (`pretrain.mode=finetune`), budget "
         f"{args.scratch_budget:,} steps, seed(s) {', '.join(map(str, args.scratch_seeds))}: the lecture's "
         "setting — cold, every candidate starts untrained; warm, a child starts its encoders and every "
-        "other block it shares from the fittest candidate that had them. Warm and cold share generation 0 "
-        "(same seed, nothing to inherit yet); the columns count the candidates after it.",
+        "other block it shares (by position) from the fittest candidate that had them. Warm and cold share "
+        "generation 0 (same seed, nothing to inherit yet); the columns count the candidates after it.",
         "",
         "| search | candidates after gen 0 | mean steps / candidate | reached 85 % "
         "| steps to 85 % (censored at 200) | inherited block fraction "
@@ -518,6 +595,16 @@ def _warm_cold(res: dict, args: argparse.Namespace) -> list[str]:
         + "; ".join(lv_s)
         + f". **Warm / cold steps to level: {r_f} with frozen pretrained encoders, {r_s} from scratch** "
         "(acceptance: ≤ 0.5).",
+        "",
+        "The same children, warm vs cold (`candidate.paired_cold`: every candidate of the warm searches "
+        "that inherited blocks is trained a second time from fresh weights, same seed, initialisation, "
+        "batches and early stopping; the searches are the ones above, replayed). Steps to 85 % validation "
+        "accuracy, censored at 200:",
+        "",
+        "| regime | children | steps to 85 %, warm vs cold | ratio | reached 85 % | steps trained "
+        "(early stopping) | best validation accuracy % |",
+        "|---|---|---|---|---|---|---|",
+        *_paired(res),
         "",
     ]
 
@@ -561,11 +648,15 @@ def plot(res: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    panels = {"ga-warm": 0, "ga-cold": 0, "random": 0, "scratch-warm": 1, "scratch-cold": 1, "ga4-warm": 2}
-    colors = {"ga-warm": "C0", "ga-cold": "C1", "random": "C2", "scratch-warm": "C0", "scratch-cold": "C1"}
+    panels = {"ga-warm": 0, "ga-cold": 0, "random": 0, "ga-seeded": 0, "scratch-warm": 1, "scratch-cold": 1}
+    panels["ga4-warm"] = 2
+    colors = {"ga-warm": "C0", "ga-cold": "C1", "random": "C2", "ga-seeded": "C4", "scratch-warm": "C0"}
+    colors["scratch-cold"] = "C1"
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
     for key, s in res["searches"].items():
         name = key.rsplit("-s", 1)[0]
+        if name not in panels:  # the paired replays draw what ga-warm / scratch-warm draw
+            continue
         spent, top, xs, ys = 0, float("-inf"), [], []
         for r in sorted(s["history"], key=lambda r: r["id"]):
             spent += int(r.get("steps") or 0)

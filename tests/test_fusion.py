@@ -128,6 +128,26 @@ def test_inherit_weights_copies_exactly_the_shared_blocks() -> None:
     assert new.block_keys["trunks.0"] != old.block_keys["trunks.0"]  # trunk [16] vs [8]: not copied
 
 
+def test_position_keys_let_a_child_inherit_the_trunk_and_head_when_an_upstream_block_changed() -> None:
+    """Exact (Merkle) keys: a trunk reading a changed node is a new block. Position keys (MFAS): the
+    trunk reads the same ref at the same width, so it starts from the parent's weights."""
+    old = model(FusionSpec.of(fuse([Tap("image", "stage3"), Tap("audio", "stage3")], op="concat", width=8,
+                                   name="mid"), trunk=[8]))  # fmt: skip
+    torch.manual_seed(1)
+    child = fuse([Tap("image", "stage3"), Tap("audio", "stage3")], op="gated", width=8, name="mid")
+    new = FusionModel(encoders(), {"digit": 10}, FusionSpec.of(child, trunk=[8]), SHAPES)
+    assert inherit_weights(new, old) == [old.block_keys[k] for k in ("encoders.image", "encoders.audio")]
+    by_position = inherit_weights(new, old, by="position")
+    shared = ("encoders.image", "encoders.audio", "trunks.0", "heads.digit")
+    assert by_position == [old.share_keys[k] for k in shared]
+    assert torch.equal(new.trunks[0][0].weight, old.trunks[0][0].weight)
+    twins = [fuse([Tap("image"), Tap("audio")], op="sum", width=8, name=n) for n in ("p", "q")]
+    both = model(FusionSpec.of(*twins, decision="mean"))  # the same block twice: two keys, not one
+    assert len(set(both.share_keys.values())) == len(both.share_keys)
+    with pytest.raises(ConfigError, match="allowed: exact, position"):
+        both.blocks("loose")
+
+
 def test_late_mean_is_the_average_of_present_branches() -> None:
     m = model(FusionSpec.of(Tap("image"), Tap("audio"), decision="mean")).eval()
     b = batch()

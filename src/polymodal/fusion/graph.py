@@ -115,6 +115,7 @@ class FusionModel(TaskModel):
             }
             where = {"modality": m} if self.inputs[m] == m else {"modality": self.inputs[m], "name": m}
             self.block_keys[f"encoders.{m}"] = keys[m] = block_key("enc", {**where, "encoder": desc})
+        self.share_keys = dict(self.block_keys)  # see `blocks`
         dims = self._probe(input_shapes)
         self.sources: dict[str, set[str]] = {}  # ref -> modalities it depends on
         self.nodes = nn.ModuleDict()
@@ -133,10 +134,12 @@ class FusionModel(TaskModel):
             desc = {k: v for k, v in node.__dict__.items() if k not in ("name", "inputs", "in_dims")}
             keys[node.name] = block_key("node", {**desc, "inputs": in_keys, "dims": in_dims})
             self.block_keys[f"nodes.{node.name}"] = keys[node.name]
+            self._share(f"nodes.{node.name}", "node", {**desc, "inputs": list(node.inputs), "dims": in_dims})
         self.trunks = nn.ModuleList()
         head_dims, head_keys = [], []
         for i, ref in enumerate(spec.head_refs):
             d, _, k = self._resolve(ref, None, dims, keys)
+            share = {"reads": ref, "in": d, "trunk": spec.trunk}
             layers: list[nn.Module] = []
             for w in spec.trunk:
                 layers += [nn.Linear(d, w), nn.ReLU()]
@@ -144,6 +147,7 @@ class FusionModel(TaskModel):
             self.trunks.append(nn.Sequential(*layers))
             head_keys.append(block_key("trunk", {"reads": k, "trunk": spec.trunk}))
             self.block_keys[f"trunks.{i}"] = head_keys[-1]
+            self._share(f"trunks.{i}", "trunk", share)
             head_dims.append(d)
         self.feature_dim = sum(head_dims)
         specs = head_specs(tasks, head)
@@ -158,10 +162,14 @@ class FusionModel(TaskModel):
             self.aux_heads = nn.ModuleDict(
                 {t: nn.ModuleDict({m: nn.Linear(d, k) for m, d in out.items()}) for t, k in tasks.items()}
             )
+        self._key_heads(tasks, head_keys, head_dims)
+
+    def _key_heads(self, tasks: dict[str, int], trunk_keys: list[str], dims: list[int]) -> None:
         for t, k in tasks.items():
-            rule = spec.decision if len(head_dims) > 1 else "single"
-            desc = {"task": t, "classes": k, "reads": head_keys, "decision": rule}
+            rule = self.spec.decision if len(dims) > 1 else "single"
+            desc = {"task": t, "classes": k, "reads": trunk_keys, "decision": rule}
             self.block_keys[f"heads.{t}"] = block_key("head", desc)
+            self._share(f"heads.{t}", "head", {**desc, "reads": list(self.spec.head_refs), "dims": dims})
 
     @torch.no_grad()
     def _probe(self, input_shapes: dict[str, tuple[int, ...] | Tensor]) -> dict[str, int | tuple[int, ...]]:
@@ -283,16 +291,33 @@ class FusionModel(TaskModel):
             for t, head in self.heads.items()
         }
 
-    def blocks(self) -> dict[str, nn.Module]:
-        """Block key -> module (the unit a search inherits weights by)."""
-        return {key: self.get_submodule(path) for path, key in self.block_keys.items()}
+    def _share(self, path: str, kind: str, desc: dict[str, Any]) -> None:
+        key = block_key(kind, desc)
+        if key in self.share_keys.values():  # the same block twice in one genome: keep both apart
+            key = block_key(kind, {**desc, "at": path})
+        self.share_keys[path] = key
+
+    def blocks(self, by: str = "exact") -> dict[str, nn.Module]:
+        """Block key -> module (the unit a search inherits weights by).
+
+        ``by="exact"``: `block_keys`, a Merkle key (a block's key hashes the keys of every block it
+        reads), so two models share a block only if everything upstream of it is the same.
+        ``by="position"``: `share_keys`, as MFAS shares fusion weights (by position, the layers read
+        and the op): a node by its op, settings, the refs it reads and their widths; a trunk by the
+        ref it reads, its input width and layers; a head by the refs, widths and decision rule. A
+        child then starts a block from trained weights even when an upstream block changed.
+        """
+        if by not in ("exact", "position"):
+            raise ConfigError(f"blocks(by={by!r}): allowed: exact, position")
+        keys = self.block_keys if by == "exact" else self.share_keys
+        return {key: self.get_submodule(path) for path, key in keys.items()}
 
 
-def inherit_weights(new: FusionModel, old: FusionModel) -> list[str]:
+def inherit_weights(new: FusionModel, old: FusionModel, by: str = "exact") -> list[str]:
     """Copy every block of ``old`` whose key (and parameter shapes) ``new`` shares; returns the keys."""
-    source = old.blocks()
+    source = old.blocks(by)
     copied = []
-    for key, module in new.blocks().items():
+    for key, module in new.blocks(by).items():
         if key not in source:
             continue
         state, mine = source[key].state_dict(), module.state_dict()

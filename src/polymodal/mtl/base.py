@@ -25,6 +25,7 @@ Params = Sequence[nn.Parameter]
 def _identity(x: Tensor) -> Tensor:
     return x
 
+
 BALANCERS: Registry[nn.Module] = Registry("multi-task weighting")
 
 

@@ -91,17 +91,25 @@ class CandidateConfig(Options):
     time_limit_s: float = Field(300.0, gt=0)  # over it: recorded as failed
     threads: int = Field(1, gt=0)  # torch threads per evaluation (the same on every backend)
     eval_rows: int = Field(1000, gt=0)  # validation batch size
+    # measurement only: a candidate that inherited weights is trained again from fresh weights (same
+    # seed and batches) and its steps to fitness.target_accuracy recorded as "cold"; doubles the cost
+    paired_cold: bool = False
 
 
 class FitnessConfig(Options):
     """fitness = (1 - robust) acc + robust mean_m acc_without_m - params_penalty P / 1e6
-    - latency_penalty ms - modality_penalty M (acc: validation accuracy; acc_without_m: with modality m
-    removed; P: inference parameters; M: modalities read)."""
+    - latency_penalty ms - modality_penalty M - unused_penalty U (acc: validation accuracy;
+    acc_without_m: with modality m removed; P: inference parameters; M: modalities read; U: modalities
+    read whose permutation importance (Breiman 2001: the accuracy lost when that modality's inputs are
+    shuffled across the validation rows, the others kept) is below ``unused_below`` — a modality the
+    genome reads but does not use, such as a distractor)."""
 
     params_penalty: float = Field(0.0, ge=0)  # per million inference parameters (used encoders included)
     modality_penalty: float = Field(0.0, ge=0)  # per modality read: a sensor must earn its keep
     latency_penalty: float = Field(0.0, ge=0)  # per ms of a 256-row forward (measured: not bit-reproducible)
     robust: float = Field(0.0, ge=0, le=1)  # weight of the accuracy with each used modality removed
+    unused_penalty: float = Field(0.0, ge=0)  # per modality read whose importance is below unused_below
+    unused_below: float = Field(0.005, ge=0)  # importance: val accuracy lost when its rows are shuffled
     target_accuracy: float = Field(0.85, gt=0, le=1)  # "steps to reach" this validation accuracy
 
 
@@ -114,10 +122,24 @@ class GAConfig(Options):
     elite: int = Field(2, ge=0)
     crossover: float = Field(0.5, ge=0, le=1)  # probability a child is a crossover of two parents
     mutations: int = Field(2, ge=1)  # each child gets 1..mutations mutations
+    seed_genomes: list[dict[str, Any]] = []  # FusionSpec dicts that open generation 0 (e.g. hand-made ones)
+
+    @field_validator("seed_genomes")
+    @classmethod
+    def _genomes(cls, v: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        from polymodal.fusion.spec import FusionSpec
+
+        for i, g in enumerate(v):
+            try:
+                FusionSpec.from_dict(g)
+            except ConfigError as e:
+                raise ValueError(f"seed_genomes[{i}]: {e}") from None
+        return v
 
 
 class CacheConfig(Options):
     warm_start: bool = True  # children start shared blocks from the cached trained weights
+    match: Literal["exact", "position"] = "position"  # block keys: Merkle, or MFAS-like (FusionModel.blocks)
     max_blocks: int = Field(4000, gt=0)
     disk_mb: float = Field(512.0, gt=0)
     memory_mb: float = Field(256.0, gt=0)
@@ -133,6 +155,7 @@ class RetrainConfig(Options):
     steps: int = Field(1000, ge=0)  # the best genome from scratch on the cached features (0: skip)
     engine_steps: int = Field(0, ge=0)  # also end to end with `polymodal train` (0: skip)
     engine_seeds: list[int] = [0]
+    finalists: int = Field(1, ge=1)  # >1: the top genomes by fitness retrained; the best on validation wins
     modality_dropout: float = Field(0.3, ge=0, lt=1)  # end-to-end retrain only
 
 

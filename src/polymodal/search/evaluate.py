@@ -54,7 +54,7 @@ class _Stored:
     def __init__(self, states: dict[str, State]) -> None:
         self.states = states
 
-    def blocks(self) -> dict[str, Any]:
+    def blocks(self, by: str = "exact") -> dict[str, Any]:
         return {k: _StateOnly(v) for k, v in self.states.items()}
 
 
@@ -83,24 +83,32 @@ def build_candidate(ctx: Context, spec: FusionSpec) -> FusionModel:
     )
 
 
-def trainable_blocks(model: FusionModel) -> dict[str, torch.nn.Module]:
+def trainable_blocks(model: FusionModel, by: str) -> dict[str, torch.nn.Module]:
     """Block key -> module, for blocks with weights that train (frozen encoders are shared by all)."""
-    return {k: b for k, b in model.blocks().items() if any(p.requires_grad for p in b.parameters())}
+    return {k: b for k, b in model.blocks(by).items() if any(p.requires_grad for p in b.parameters())}
 
 
 def block_keys(ctx: Context, spec: FusionSpec) -> list[str]:
-    return list(trainable_blocks(build_candidate(ctx, spec)))
+    return list(trainable_blocks(build_candidate(ctx, spec), ctx.match))
 
 
 @torch.no_grad()
-def accuracy(model: FusionModel, ctx: Context, rows: Tensor, drop: str | None = None) -> float:
+def accuracy(
+    model: FusionModel, ctx: Context, rows: Tensor, drop: str | None = None, shuffle: str | None = None
+) -> float:
+    """Accuracy on ``rows``; ``drop``: with that modality missing; ``shuffle``: with its inputs
+    permuted across the rows (seeded, the same permutation for every candidate), the others kept."""
     was = model.training
     model.eval()
     mods = list(model.encoders)
     hits = 0
-    for part in rows.split(ctx.candidate.eval_rows):
+    order = rows[torch.randperm(len(rows), generator=torch.Generator().manual_seed(0))]
+    n = ctx.candidate.eval_rows
+    for part, other in zip(rows.split(n), order.split(n), strict=True):
         b = ctx.batch(part, mods)
         b = without(b, drop) if drop is not None else b
+        if shuffle is not None:
+            b.inputs[shuffle] = ctx.batch(other, [shuffle]).inputs[shuffle]
         hits += int((model(b)[ctx.task].argmax(-1) == b.targets[ctx.task]).sum())
     model.train(was)
     return hits / max(len(rows), 1)
@@ -187,13 +195,15 @@ def _evaluate(ctx: Context, job: Job, t0: float, tr: Trained) -> tuple[dict[str,
     spec = FusionSpec.from_json(job.genome)
     torch.manual_seed(job.seed)
     model = build_candidate(ctx, spec)
-    blocks = trainable_blocks(model)
-    inherited = inherit_weights(model, _Stored(job.inherit)) if job.inherit else []  # type: ignore[arg-type]
+    blocks = trainable_blocks(model, ctx.match)
+    inherited = inherit_weights(model, _Stored(job.inherit), ctx.match) if job.inherit else []  # type: ignore[arg-type]
     train_candidate(model, ctx, job, t0, tr)
     if tr.state is not None:
         model.load_state_dict(tr.state)
     mods = list(model.encoders)
     drops = {m: accuracy(model, ctx, ctx.val_rows, drop=m) for m in mods} if len(mods) > 1 else {}
+    shuffled = {m: accuracy(model, ctx, ctx.val_rows, shuffle=m) for m in mods} if len(mods) > 1 else {}
+    importance = {m: tr.accuracy - a for m, a in shuffled.items()}
     fusion = sum(p.numel() for k, b in blocks.items() if not k.startswith("enc-") for p in b.parameters())
     params = fusion + sum(ctx.encoders[m]["params"] for m in mods)
     f = ctx.fitness
@@ -204,13 +214,24 @@ def _evaluate(ctx: Context, job: Job, t0: float, tr: Trained) -> tuple[dict[str,
     latency = _latency_ms(model, ctx) if f.latency_penalty > 0 else None
     fit -= f.params_penalty * params / 1e6 + (f.latency_penalty * latency if latency is not None else 0.0)
     fit -= f.modality_penalty * len(mods)
+    fit -= f.unused_penalty * sum(v < f.unused_below for v in importance.values())
+    paired = paired_cold(ctx, job, spec) if ctx.candidate.paired_cold and inherited else None
     record = {
-        "status": "ok", "fitness": fit, "accuracy": tr.accuracy, "without": drops, "params": params,
+        "status": "ok", "fitness": fit, "accuracy": tr.accuracy, "without": drops, "importance": importance,
+        "params": params, "cold": paired,
         "fusion_params": fusion, "steps": tr.steps, "steps_to_target": tr.steps_to_target,
         "stopped": tr.stopped, "curve": tr.curve, "modalities": mods, "blocks": len(blocks),
         "inherited": len(inherited), "inherited_keys": sorted(inherited), "latency_ms": latency,
     }  # fmt: skip
     return record, {k: {n: v.detach().clone() for n, v in b.state_dict().items()} for k, b in blocks.items()}
+
+
+def paired_cold(ctx: Context, job: Job, spec: FusionSpec) -> dict[str, Any]:
+    """The same candidate from fresh weights (same seed, initialisation and batch order, no
+    inheritance): what the inherited weights saved, measured on the candidate itself."""
+    torch.manual_seed(job.seed)
+    cold = train_candidate(build_candidate(ctx, spec), ctx, job, time.perf_counter(), Trained())
+    return {"steps": cold.steps, "steps_to_target": cold.steps_to_target, "accuracy": cold.accuracy}
 
 
 def evaluate_job(ctx: Context, job: Job) -> tuple[dict[str, Any], dict[str, State]]:

@@ -71,6 +71,7 @@ class Context:
     candidate: CandidateConfig
     fitness: FitnessConfig
     states: dict[str, dict[str, Tensor]] = field(default_factory=dict)  # finetune: pretrained weights
+    match: str = "position"  # how the weight cache matches blocks (`FusionModel.blocks`)
 
     @property
     def val_rows(self) -> Tensor:
@@ -267,7 +268,7 @@ def build_context(
     states = {m: e.state_dict() for m, e in encoders.items()} if cfg.pretrain.mode == "finetune" else {}
     ctx = Context(
         task, bundle.tasks[task], cfg.pretrain.mode, stages, data, bundle.train.targets[task][rows],
-        len(train), info, cfg.candidate, cfg.fitness, states,
+        len(train), info, cfg.candidate, cfg.fitness, states, cfg.cache.match,
     )  # fmt: skip
     return ctx, encoders
 

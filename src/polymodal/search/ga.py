@@ -1,9 +1,10 @@
 """The genetic algorithm: plan a generation (sample / select, cross over, mutate), commit its results.
 
 Generation 0 (and every generation of ``strategy: random``) is ``population`` distinct random
-genomes. Afterwards: the ``elite`` fittest of the population carry over unevaluated ("keep the
-best"); every other slot is a child of tournament-selected parents (``tournament`` drawn, the
-fittest wins; a failed candidate has fitness -inf), a crossover with probability ``crossover``, then
+genomes (a GA's generation 0 opens with ``seed_genomes``, e.g. hand-made fusions, then random
+ones). Afterwards: the ``elite`` fittest of the population carry over unevaluated ("keep the best");
+every other slot is a child of tournament-selected parents (``tournament`` drawn, the fittest wins;
+a failed candidate has fitness -inf), a crossover with probability ``crossover``, then
 1..``mutations`` mutations (at least one unless it is a crossover), repaired. A child equal to a
 genome already evaluated or planned is drawn again (then sampled at random); a duplicate left after
 40 tries takes the earlier record without training (``memo_of``).
@@ -91,9 +92,13 @@ def plan(
         make = lambda: _child(pop, cfg, space, rng)  # noqa: E731
     top = best(state)
     threshold = cfg.candidate.hopeless_fraction * top["fitness"] if top is not None else None
+    seeded = [FusionSpec.from_dict(d) for d in ga.seed_genomes] if g == 0 and ga.strategy == "ga" else []
     candidates = []
     for i in range(ga.population - len(elites)):
-        spec, parents, origin = _novel(make, seen, space, rng)
+        if i < len(seeded) and seeded[i].to_json() not in seen:
+            spec, parents, origin = seeded[i], [], "seeded"
+        else:
+            spec, parents, origin = _novel(make, seen, space, rng)
         seen.add(spec.to_json())
         cid = f"g{g:03d}-c{i:02d}"
         inherit = [k for k in block_keys(ctx, spec) if k in cache] if cfg.cache.warm_start else []

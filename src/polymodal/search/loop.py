@@ -37,7 +37,8 @@ def finished(state: dict[str, Any], cfg: SearchConfig) -> bool:
 def _memo(c: dict[str, Any], state: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """A duplicate genome: the earlier record, with no training (0 steps, no blocks offered)."""
     old = next(r for r in state["history"] if r["id"] == c["memo_of"])
-    keep = ("status", "reason", "fitness", "accuracy", "without", "params", "fusion_params", "modalities")
+    keep = ("status", "reason", "fitness", "accuracy", "without", "importance", "params", "fusion_params")
+    keep += ("modalities",)
     return {"id": c["id"], **{k: old.get(k) for k in keep}, "steps": 0, "seconds": 0.0, "inherited": 0}, {}
 
 

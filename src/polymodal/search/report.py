@@ -20,7 +20,7 @@ from polymodal.models.base import Encoder
 from polymodal.search.config import SearchConfig
 from polymodal.search.features import Context
 from polymodal.search.ga import best, fitness, ranked
-from polymodal.search.retrain import retrain, retrain_engine, test_context
+from polymodal.search.retrain import choose, retrain_engine, test_context
 from polymodal.search.space import Space, mermaid, pairings
 
 NA = "—"
@@ -81,17 +81,23 @@ def _f(v: Any, digits: int = 4) -> str:
     return NA if v is None else f"{v:.{digits}f}" if isinstance(v, float) else str(v)
 
 
+def _reads(r: dict[str, Any]) -> str:
+    """Modalities read, each with its permutation importance (validation points lost when shuffled)."""
+    imp = r.get("importance") or {}
+    return ", ".join(f"{m} ({100 * imp[m]:+.1f})" if m in imp else m for m in r["modalities"])
+
+
 def _top_table(history: list[dict[str, Any]], n: int = 10) -> list[str]:
     lines = [
-        "| rank | candidate | fitness | val acc % | modalities | params | steps | stopped | time s "
-        "| inherited blocks | origin |",
+        "| rank | candidate | fitness | val acc % | modalities (importance, points) | params | steps "
+        "| stopped | time s | inherited blocks | origin |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for i, r in enumerate(ranked([r for r in history if r["status"] == "ok"])[:n], 1):
         origin = f"memo of {r['memo_of']}" if r.get("memo_of") else r["origin"]
         lines.append(
             f"| {i} | {r['id']} | {r['fitness']:.4f} | {100 * r['accuracy']:.2f} "
-            f"| {', '.join(r['modalities'])} "
+            f"| {_reads(r)} "
             f"| {r['params']:,} | {r['steps']} | {r.get('stopped', NA)} | {r['seconds']:.1f} "
             f"| {r['inherited']}/{r.get('blocks', NA)} | {origin} |"
         )
@@ -184,12 +190,21 @@ def _plots(sd: Any, rows: list[dict[str, Any]], spec: FusionSpec, title: str) ->
     return None
 
 
-def _retrained(
-    sd: Any, cfg: SearchConfig, spec: FusionSpec, ctx: Context, encoders: dict, quiet: bool
-) -> dict:
-    out: dict[str, Any] = {}
-    if cfg.retrain.steps:
-        out["pretrained"] = retrain(cfg, spec, ctx, test_context(cfg, ctx, encoders), cfg.retrain.steps)
+def _chosen(cfg: SearchConfig, state: dict, ctx: Context, encoders: dict) -> tuple[dict, dict]:
+    """(the search's answer, the retrain results so far): the fittest, or the best of the finalists."""
+    top = best(state)
+    assert top is not None
+    if not cfg.retrain.steps:
+        return top, {}
+    pick = choose(cfg, state["history"], ctx, test_context(cfg, ctx, encoders))
+    top = next(r for r in state["history"] if r["id"] == pick["id"])
+    out = {"pretrained": pick["result"]}
+    if cfg.retrain.finalists > 1:
+        out["finalists"] = {k: pick[k] for k in ("finalists", "steps", "score")}
+    return top, out
+
+
+def _retrained(sd: Any, cfg: SearchConfig, spec: FusionSpec, ctx: Context, out: dict, quiet: bool) -> dict:
     if cfg.retrain.engine_steps:
         out["engine"] = retrain_engine(cfg, spec, ctx.task, sd.path / "retrain", quiet)
     return out
@@ -197,6 +212,17 @@ def _retrained(
 
 def _retrain_lines(res: dict[str, Any], cfg: SearchConfig) -> list[str]:
     lines = ["## Best genome retrained from scratch (test split)", ""]
+    if "finalists" in res:
+        f = res["finalists"]
+        each = ", ".join(
+            f"{x['id']} (fitness {x['fitness']:.4f}, retrained validation {100 * x['val_accuracy']:.2f}%, "
+            f"score {x['score']:.4f})"
+            for x in f["finalists"]
+        )
+        lines += [
+            f"- chosen among the {len(f['finalists'])} fittest genomes, each retrained {cfg.retrain.steps} "
+            f"steps (validation accuracy + the penalties of its fitness; {f['steps']:,} steps): {each}",
+        ]
     if "pretrained" in res:
         r = res["pretrained"]
         drops = ", ".join(f"without {m} {100 * a:.2f}%" for m, a in r["test_without"].items())
@@ -284,13 +310,14 @@ def write_report(
     encoders: dict[str, Encoder],
     quiet: bool,
 ) -> dict[str, Any]:
-    hist, top = state["history"], best(state)
-    if top is None:
+    hist = state["history"]
+    if best(state) is None:
         write_text_atomic("# Fusion search\n\nEvery candidate failed; see candidates/*.json.\n", sd.report)
         return {"best": None, "report": str(sd.report)}
+    top, res = _chosen(cfg, state, ctx, encoders)
     rows, spec = per_generation(hist), FusionSpec.from_json(top["genome"])
     pairs = pairings(spec, {m: s[0] for m, s in space.taps.items()})
-    res, warm = _retrained(sd, cfg, spec, ctx, encoders, quiet), warm_stats(hist)
+    res, warm = _retrained(sd, cfg, spec, ctx, res, quiet), warm_stats(hist)
     note = _plots(sd, rows, spec, f"{cfg.data.name} {cfg.ga.strategy} seed {cfg.seed}")
     failed = [f"- {r['id']}: {r['reason']}" for r in hist if r["status"] != "ok"] or ["- none"]
     lines = [
@@ -311,9 +338,10 @@ def write_report(
         *failed,
     ]
     write_text_atomic("\n".join(lines) + "\n", sd.report)
-    keep = ("id", "genome", "fitness", "accuracy", "params", "modalities", "without")
+    keep = ("id", "genome", "fitness", "accuracy", "params", "modalities", "without", "importance")
     summary = {
         "best": {k: top.get(k) for k in keep},
+        "fittest": best(state)["id"],  # type: ignore[index]
         "pairings": pairs,
         "retrain": res,
         "warm": warm,
