@@ -169,11 +169,10 @@ class MaskedLayerNorm(nn.Module):
 
     def forward(self, h: Tensor, lengths: Tensor) -> Tensor:
         valid = valid_mask(lengths, h.shape[-1])[:, None]  # (B, 1, T)
-        dims = (1, 2) if self.over == "chunk" else (1,)
         if self.over == "chunk":
-            count = (lengths * h.shape[1]).to(h.dtype)[:, None, None]
+            dims, count = (1, 2), (lengths * h.shape[1]).to(h.dtype)[:, None, None]
         else:
-            count = torch.full_like(h[:, :1], h.shape[1])
+            dims, count = (1,), torch.full_like(h[:, :1], h.shape[1])
         mean = torch.where(valid, h, 0.0).sum(dim=dims, keepdim=True) / count
         centred = torch.where(valid, h - mean, 0.0)
         std = (centred.square().sum(dim=dims, keepdim=True) / (count - 1).clamp(min=1)).sqrt()
